@@ -1,0 +1,129 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/obs-dev/obs/actors"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/plog"
+)
+
+func logsEnv(n int) *actors.Envelope {
+	l := plog.NewLogs()
+	sl := l.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+	for i := 0; i < n; i++ {
+		sl.LogRecords().AppendEmpty().Body().SetStr("x")
+	}
+	return &actors.Envelope{Batch: actors.LogsBatch(l), Ack: actors.NewAck()}
+}
+
+type collect struct{ envs []*actors.Envelope }
+
+func (c *collect) emit(e *actors.Envelope) error { c.envs = append(c.envs, e); return nil }
+
+func TestBatchMergesWhatIsQueued(t *testing.T) {
+	queued := 2
+	b, err := NewBatch(BatchConfig{SendBatchSize: 100, Timeout: time.Second}, func() int { return queued }, nil)
+	require.NoError(t, err)
+	var out collect
+	in := []*actors.Envelope{logsEnv(3), logsEnv(4), logsEnv(5)}
+	for _, e := range in {
+		b.Consume(context.Background(), e, out.emit)
+		queued--
+	}
+	require.Len(t, out.envs, 1, "three queued envelopes become one batch")
+	require.Equal(t, 12, out.envs[0].Batch.Items())
+
+	merged := out.envs[0]
+	short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	require.Error(t, in[0].Ack.Wait(short), "no client is answered before the merged batch is durable")
+	fail := errors.New("wal down")
+	merged.Ack.Done(fail)
+	for _, e := range in {
+		require.ErrorIs(t, e.Ack.Wait(context.Background()), fail)
+	}
+}
+
+func TestBatchRespectsSizes(t *testing.T) {
+	cases := []struct {
+		name      string
+		cfg       BatchConfig
+		sizes     []int
+		wantItems []int
+	}{
+		{"flush at send_batch_size", BatchConfig{SendBatchSize: 5}, []int{3, 3, 3}, []int{6}},
+		{"max size splits before overflow", BatchConfig{SendBatchSize: 5, SendBatchMaxSize: 5}, []int{3, 3, 3}, []int{3, 3}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := NewBatch(tc.cfg, func() int { return 100 }, nil) // always more queued
+			require.NoError(t, err)
+			var out collect
+			for _, n := range tc.sizes {
+				b.Consume(context.Background(), logsEnv(n), out.emit)
+			}
+			var got []int
+			for _, e := range out.envs {
+				got = append(got, e.Batch.Items())
+			}
+			require.Equal(t, tc.wantItems, got)
+			b.Flush(context.Background(), out.emit)
+			total := 0
+			for _, e := range out.envs {
+				total += e.Batch.Items()
+			}
+			require.Equal(t, 9, total, "flush on stop keeps every record")
+		})
+	}
+}
+
+func TestBatchConfigValidate(t *testing.T) {
+	require.Error(t, BatchConfig{SendBatchSize: 10, SendBatchMaxSize: 5}.Validate())
+	require.NoError(t, DefaultBatchConfig().Validate())
+}
+
+func TestMemoryLimiterRefusesAboveSoftLimit(t *testing.T) {
+	m, err := NewMemoryLimiter("memory_limiter", MemoryLimiterConfig{CheckInterval: time.Second, LimitMiB: 100, SpikeLimitMiB: 20}, nil, nil)
+	require.NoError(t, err)
+	used := uint64(10 << 20)
+	m.usage = func() uint64 { return used }
+	m.check(time.Now())
+	var out collect
+	e := logsEnv(2)
+	m.Consume(context.Background(), e, out.emit)
+	require.Len(t, out.envs, 1)
+
+	used = 85 << 20 // above 100-20
+	m.check(time.Now())
+	e = logsEnv(2)
+	m.Consume(context.Background(), e, out.emit)
+	require.Len(t, out.envs, 1)
+	err = e.Ack.Wait(context.Background())
+	require.ErrorIs(t, err, actors.ErrRefused)
+	var re *actors.RefusedError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, time.Second, re.RetryAfter)
+
+	used = 50 << 20
+	m.check(time.Now())
+	m.Consume(context.Background(), logsEnv(1), out.emit)
+	require.Len(t, out.envs, 2, "accepts again once below the soft limit")
+}
+
+func TestMemoryLimiterConfig(t *testing.T) {
+	for _, c := range []MemoryLimiterConfig{
+		{},
+		{CheckInterval: time.Second},
+		{CheckInterval: time.Second, LimitMiB: 10, SpikeLimitMiB: 10},
+		{CheckInterval: time.Second, LimitPercentage: 80, SpikeLimitPercentage: 90},
+	} {
+		require.Error(t, c.Validate(), "%+v", c)
+	}
+	m, err := NewMemoryLimiter("m", MemoryLimiterConfig{CheckInterval: time.Second, LimitPercentage: 80, SpikeLimitPercentage: 15}, nil, nil)
+	require.NoError(t, err)
+	require.Greater(t, m.hard, m.soft)
+}
