@@ -1,0 +1,494 @@
+// Package wal is the durable queue in front of every exporter: one badger
+// database per node, one queue per exporter, group-committed appends that
+// return only after fsync, redelivery of everything not marked done after a
+// restart, a dead-letter area, and checkpoints written in the same
+// transaction as the entries they describe.
+//
+// wal stores opaque bytes; it knows nothing of pdata or actors.
+package wal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrFull is returned (wrapped) by Append when the queued bytes would exceed
+// Config.MaxBytes. The caller keeps the data and pushes back upstream.
+var ErrFull = errors.New("wal full")
+
+// ErrClosed is returned after Close, or by Append once Run has returned.
+var ErrClosed = errors.New("wal closed")
+
+// CorruptionError describes a stored value that failed its CRC or could not
+// be decoded. The entry is moved to the dead-letter area; it is never handed
+// out.
+type CorruptionError struct {
+	Queue string
+	Seq   uint64
+	Err   error
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("read wal entry %s/%d: corrupted: %v", e.Queue, e.Seq, e.Err)
+}
+
+func (e *CorruptionError) Unwrap() error { return e.Err }
+
+// Config of the WAL.
+type Config struct {
+	// Dir is the badger directory. Required.
+	Dir string `yaml:"dir"`
+	// MaxBytes caps the stored (compressed) bytes of all queues plus dead
+	// letters; Append fails with ErrFull above it. Default 1 GiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// GCInterval is the value-log GC period. Default 1s.
+	GCInterval time.Duration `yaml:"gc_interval"`
+}
+
+// DefaultConfig returns the default configuration for a directory.
+func DefaultConfig(dir string) Config {
+	return Config{Dir: dir, MaxBytes: 1 << 30, GCInterval: time.Second}
+}
+
+// Validate names the first offending key.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("validate wal config: dir is required")
+	case c.MaxBytes <= 0:
+		return fmt.Errorf("validate wal config: max_bytes must be positive, got %d", c.MaxBytes)
+	case c.GCInterval <= 0:
+		return fmt.Errorf("validate wal config: gc_interval must be positive, got %s", c.GCInterval)
+	}
+	return nil
+}
+
+// KV is an extra key/value written in the same transaction as the items of
+// an Append, e.g. a file offset. A nil Value deletes the key. Keys live in
+// their own key space, apart from queue entries.
+type KV struct {
+	Key   []byte
+	Value []byte
+}
+
+// DB is one badger database holding every queue of a node.
+type DB struct {
+	cfg     Config
+	log     *slog.Logger
+	bdb     *badger.DB
+	metrics *metrics
+
+	// used counts the accounted bytes of all entries and dead letters plus
+	// the reservations of appends not yet committed.
+	used atomic.Int64
+
+	health   atomic.Pointer[error]
+	syncErrs atomic.Uint64 // value-log sync failures reported through badger's logger
+
+	mu     sync.Mutex
+	queues map[string]*Queue
+	byID   map[uint32]*Queue
+	nextID uint32
+
+	reqCh   chan *request // unbuffered: a send succeeds only when the committer takes it
+	delMu   sync.Mutex
+	dels    []pendingDelete
+	delWake chan struct{} // capacity 1
+
+	ran       atomic.Bool
+	closing   chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the committer has exited (or Run never will)
+	runDone   chan struct{} // closed when Run returned
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type pendingDelete struct {
+	q   *Queue
+	seq uint64
+}
+
+// Open opens (or creates) the database, loads every queue and recomputes
+// byte accounting from the keys. Every queue's read cursor starts at its
+// first present entry. reg may be nil. Open starts no goroutine of its own
+// (badger starts its internal ones); call Run.
+func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log = log.With("component", "wal")
+	db := &DB{
+		cfg:     cfg,
+		log:     log,
+		queues:  map[string]*Queue{},
+		byID:    map[uint32]*Queue{},
+		nextID:  1,
+		reqCh:   make(chan *request),
+		delWake: make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		stopped: make(chan struct{}),
+		runDone: make(chan struct{}),
+	}
+	opts := badger.DefaultOptions(cfg.Dir).
+		WithLogger(&badgerLogger{log: log, db: db}).
+		WithSyncWrites(true).
+		WithValueThreshold(valueThreshold).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(1 << 20).
+		WithNumLevelZeroTables(1).
+		WithNumLevelZeroTablesStall(4).
+		WithValueLogFileSize(64 << 20).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithNumCompactors(2)
+	bdb, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open wal %q: %w", cfg.Dir, err)
+	}
+	db.bdb = bdb
+	if err := db.load(); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	m, err := newMetrics(db, reg)
+	if err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	db.metrics = m
+	for _, q := range db.queues {
+		m.initQueue(q.name)
+	}
+	m.healthy.Set(1)
+	return db, nil
+}
+
+// load reads queue names, high-water marks and recomputes entry and dead
+// counts and bytes from the keys (values are not read).
+func (db *DB) load() error {
+	return db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixName}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil || len(v) != 4 {
+				it.Close()
+				return fmt.Errorf("load wal queue %q: bad id (%d bytes): %v", item.Key()[1:], len(v), err)
+			}
+			id := binary.BigEndian.Uint32(v)
+			q := newQueue(db, string(item.KeyCopy(nil)[1:]), id)
+			db.queues[q.name] = q
+			db.byID[id] = q
+			db.nextID = max(db.nextID, id+1)
+		}
+		it.Close()
+		for _, q := range db.queues {
+			if item, err := txn.Get(highKey(q.id)); err == nil {
+				if err := item.Value(func(v []byte) error {
+					if len(v) == 8 {
+						q.high = binary.BigEndian.Uint64(v)
+					}
+					return nil
+				}); err != nil {
+					return fmt.Errorf("load wal queue %q: %w", q.name, err)
+				}
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return fmt.Errorf("load wal queue %q: %w", q.name, err)
+			}
+			first := true
+			scan := func(prefix byte, count *int64, bytes *int64) uint64 {
+				var last uint64
+				it := txn.NewIterator(badger.IteratorOptions{Prefix: queuePrefix(prefix, q.id)})
+				defer it.Close()
+				for it.Rewind(); it.Valid(); it.Next() {
+					item := it.Item()
+					seq := seqOf(item.Key())
+					if prefix == prefixEntry && first {
+						q.cursor, first = seq, false
+					}
+					*count++
+					*bytes += item.ValueSize()
+					last = seq
+				}
+				return last
+			}
+			lastEntry := scan(prefixEntry, &q.entries, &q.bytes)
+			lastDead := scan(prefixDead, &q.dead, &q.deadBytes)
+			q.high = max(q.high, lastEntry, lastDead)
+			if first {
+				q.cursor = q.high + 1
+			}
+			db.used.Add(q.bytes + q.deadBytes)
+		}
+		return nil
+	})
+}
+
+// Queue returns the queue of that name, creating it (with a new persisted
+// id) if needed.
+func (db *DB) Queue(name string) (*Queue, error) {
+	if name == "" {
+		return nil, errors.New("open wal queue: empty name")
+	}
+	if err := db.usable(); err != nil {
+		return nil, fmt.Errorf("open wal queue %q: %w", name, err)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if q, ok := db.queues[name]; ok {
+		return q, nil
+	}
+	id := db.nextID
+	v := binary.BigEndian.AppendUint32(nil, id)
+	if err := db.update(func(txn *badger.Txn) error { return txn.Set(nameKey(name), v) }); err != nil {
+		return nil, fmt.Errorf("open wal queue %q: %w", name, err)
+	}
+	db.nextID++
+	q := newQueue(db, name, id)
+	q.cursor = 1
+	db.queues[name] = q
+	db.byID[id] = q
+	db.metrics.initQueue(name)
+	return q, nil
+}
+
+// Queues returns every known queue, sorted by name.
+func (db *DB) Queues() []*Queue {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	out := make([]*Queue, 0, len(db.queues))
+	for _, q := range db.queues {
+		out = append(out, q)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func (db *DB) queue(name string) (*Queue, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	q, ok := db.queues[name]
+	if !ok {
+		return nil, fmt.Errorf("find wal queue %q: no such queue", name)
+	}
+	return q, nil
+}
+
+// Get reads a key written through Append's extra KVs; (nil, nil) if absent.
+func (db *DB) Get(key []byte) ([]byte, error) {
+	if err := db.closedErr(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(kvKey(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get wal key %q: %w", key, err)
+	}
+	return out, nil
+}
+
+// Healthy returns nil, or the first commit/sync failure. Once unhealthy,
+// every Append fails; reading and Done keep working.
+func (db *DB) Healthy() error {
+	if p := db.health.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (db *DB) setUnhealthy(err error) {
+	if db.health.CompareAndSwap(nil, &err) {
+		db.log.Error("wal unhealthy: appends refused from now on", "err", err)
+		if db.metrics != nil {
+			db.metrics.healthy.Set(0)
+		}
+	}
+}
+
+func (db *DB) closedErr() error {
+	select {
+	case <-db.closing:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+func (db *DB) usable() error {
+	if err := db.closedErr(); err != nil {
+		return err
+	}
+	return db.Healthy()
+}
+
+// update runs a synced badger update and fails it if badger reported a
+// value-log sync failure meanwhile (badger only logs those).
+func (db *DB) update(fn func(txn *badger.Txn) error) error {
+	before := db.syncErrs.Load()
+	err := db.bdb.Update(fn)
+	if err == nil && db.syncErrs.Load() != before {
+		err = errors.New("sync value log: failed (reported by badger)")
+	}
+	if err != nil {
+		db.setUnhealthy(fmt.Errorf("commit wal: %w", err))
+	}
+	return err
+}
+
+// Run owns the background work: the group committer and the value-log GC
+// loop. It returns when ctx is done (or Close is called) and both exited.
+// Appends wait for Run; Run may be called once.
+func (db *DB) Run(ctx context.Context) error {
+	if !db.ran.CompareAndSwap(false, true) {
+		return errors.New("run wal: already running or ran")
+	}
+	defer close(db.runDone)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-db.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		db.gcLoop(ctx)
+	}()
+	db.commitLoop(ctx) // closes db.stopped
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+func (db *DB) gcLoop(ctx context.Context) {
+	t := time.NewTimer(db.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		db.runGC(ctx, 64)
+		t.Reset(db.cfg.GCInterval)
+	}
+}
+
+// runGC rewrites value-log files until badger has nothing to rewrite,
+// at most rounds times. It returns the number of rewrites.
+func (db *DB) runGC(ctx context.Context, rounds int) int {
+	n := 0
+	for ; n < rounds && ctx.Err() == nil; n++ {
+		if err := db.bdb.RunValueLogGC(0.5); err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				db.log.Warn("wal value-log gc", "err", err)
+			}
+			break
+		}
+	}
+	if n > 0 {
+		db.log.Debug("wal value-log gc rewrote files", "files", n)
+	}
+	return n
+}
+
+// Close flushes pending deletes and closes badger. If Run is running it is
+// stopped first. Idempotent.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		close(db.closing)
+		if db.ran.CompareAndSwap(false, true) {
+			// Run never started and now never will.
+			close(db.stopped)
+			close(db.runDone)
+		}
+		<-db.runDone
+		if err := db.flushDeletes(); err != nil {
+			db.log.Warn("wal flush deletes on close", "err", err)
+		}
+		if err := db.bdb.Close(); err != nil {
+			db.closeErr = fmt.Errorf("close wal %q: %w", db.cfg.Dir, err)
+		}
+	})
+	return db.closeErr
+}
+
+// flushDeletes commits the pending deletes on their own (used when the
+// committer is gone).
+func (db *DB) flushDeletes() error {
+	dels := db.takeDeletes()
+	if len(dels) == 0 {
+		return nil
+	}
+	wb := db.bdb.NewWriteBatch()
+	for _, d := range dels {
+		if err := wb.Delete(seqKey(prefixEntry, d.q.id, d.seq)); err != nil {
+			wb.Cancel()
+			return err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	for _, d := range dels {
+		d.q.deleted(d.seq)
+	}
+	return nil
+}
+
+// badgerLogger adapts badger's logger to slog (warnings and errors only)
+// and notices value-log sync failures, which badger logs instead of
+// failing the commit.
+type badgerLogger struct {
+	log *slog.Logger
+	db  *DB
+}
+
+func (l *badgerLogger) Errorf(f string, a ...any) {
+	msg := strings.TrimSpace(fmt.Sprintf(f, a...))
+	if strings.Contains(strings.ToLower(msg), "sync") {
+		l.db.syncErrs.Add(1)
+		l.db.setUnhealthy(fmt.Errorf("sync wal: %s", msg))
+	}
+	l.log.Error("badger: "+msg, "source", "badger")
+}
+
+func (l *badgerLogger) Warningf(f string, a ...any) {
+	l.log.Warn("badger: "+strings.TrimSpace(fmt.Sprintf(f, a...)), "source", "badger")
+}
+
+func (l *badgerLogger) Infof(string, ...any)  {}
+func (l *badgerLogger) Debugf(string, ...any) {}
