@@ -3,6 +3,18 @@
 // a Sink that receives OTLP and writes what it got to OTLP JSON files, and a
 // Forwarder that receives OTLP and sends it on to a target over gRPC or HTTP.
 //
+// Typical use, pushing data through a real Collector into a real Collector:
+//
+//	sink := otelpeer.StartSink(t)
+//	fwd := otelpeer.StartForwarder(t, sink.GRPCAddr, "grpc", otelpeer.WithoutQueue())
+//	// ... export OTLP to fwd.GRPCAddr or fwd.HTTPAddr ...
+//	logs := sink.WaitLogRecords(t, n, 30*time.Second)
+//
+// The collector binary comes from Binary: $OBS_OTELCOL if set, else the
+// output of scripts/build-otelcol.sh (a cold build takes minutes; later
+// calls return at once). If it cannot be built the test is skipped, or
+// fails when CI=true.
+//
 // It is for tests only. Every process it starts is killed in t.Cleanup, every
 // wait is bounded, and all listeners bind to 127.0.0.1.
 package otelpeer
@@ -279,6 +291,7 @@ func (c *Collector) Stop() error {
 		case <-c.done:
 		default:
 			_ = c.cmd.Process.Signal(syscall.SIGTERM)
+			_ = c.cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
 			select {
 			case <-c.done:
 			case <-time.After(stopTimeout):

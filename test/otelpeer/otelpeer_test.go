@@ -179,6 +179,7 @@ func TestForwarderToSink(t *testing.T) {
 			require.NoError(t, sink.Stop())
 
 			logs := sink.Logs(t)
+			require.Len(t, logs, requests, "one line per export request")
 			require.Equal(t, total, sink.LogRecordCount(t))
 			require.Equal(t, wantBodies, logBodies(logs))
 			lr := logs[0].ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
@@ -316,4 +317,30 @@ func TestStartBadConfig(t *testing.T) {
 	require.ErrorContains(t, err, "exited before")
 	require.ErrorContains(t, err, "nosuchreceiver", "error carries the collector's output")
 	require.Less(t, time.Since(began), readyTimeout/2)
+}
+
+// FuzzParseLogs: whatever bytes are in a sink file, parsing returns records
+// or an error, never panics, and never returns the unterminated last line.
+func FuzzParseLogs(f *testing.F) {
+	b, err := (&plog.JSONMarshaler{}).MarshalLogs(makeLogs(0))
+	require.NoError(f, err)
+	f.Add(append(b, '\n'))
+	f.Add(append(append(b, '\n'), b[:len(b)/2]...))
+	f.Add([]byte("\n\n{}\n"))
+	f.Add([]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{}]}]}]}` + "\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "logs.jsonl")
+		require.NoError(t, os.WriteFile(path, data, 0o600))
+		lines, err := readLines(path)
+		require.NoError(t, err)
+		for _, l := range lines {
+			require.NotContains(t, string(l), "\n")
+		}
+		var u plog.JSONUnmarshaler
+		got, err := parseFile(path, u.UnmarshalLogs)
+		if err == nil {
+			require.Len(t, got, len(lines))
+		}
+	})
 }
