@@ -308,16 +308,17 @@ func structFields(t reflect.Type) (map[string]fieldInfo, []int) {
 	walk = func(t reflect.Type, prefix []int) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
 			tag := f.Tag.Get("yaml")
 			if tag == "-" {
 				continue
 			}
 			name, opts, _ := strings.Cut(tag, ",")
+			inline := strings.Contains(","+opts+",", ",inline,")
+			if !f.IsExported() && !(f.Anonymous && inline && f.Type.Kind() == reflect.Struct) {
+				continue
+			}
 			idx := append(append([]int(nil), prefix...), i)
-			if strings.Contains(","+opts+",", ",inline,") {
+			if inline {
 				switch f.Type.Kind() {
 				case reflect.Struct:
 					walk(f.Type, idx)
