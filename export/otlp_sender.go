@@ -247,3 +247,5 @@ func (s *OTLPSender) Close() error {
 }
 
 func asThrottle(err error, te **ThrottleError) bool { return errors.As(err, te) }
+
+func (s *OTLPSender) metrics() *senderMetrics { return s.m }

@@ -25,7 +25,8 @@ import (
 // OTLPHTTPExporterConfig is the Collector's otlphttp exporter block.
 type OTLPHTTPExporterConfig struct {
 	// Endpoint is the base URL; /v1/logs, /v1/metrics, /v1/traces are
-	// appended. Required unless every per-signal endpoint is set.
+	// appended. Required unless a per-signal endpoint is set; a signal
+	// with neither cannot be sent (permanent error).
 	Endpoint string `yaml:"endpoint"`
 	// LogsEndpoint etc. are full URLs that override Endpoint per signal.
 	LogsEndpoint    string `yaml:"logs_endpoint"`
@@ -79,7 +80,7 @@ func (c OTLPHTTPExporterConfig) urls() (map[actors.Signal]string, error) {
 		}
 		if full == "" {
 			if c.Endpoint == "" {
-				return nil, fmt.Errorf("endpoint: required unless %s is set", key)
+				continue // this signal cannot be sent
 			}
 			key, full = "endpoint", strings.TrimSuffix(c.Endpoint, "/")+"/v1/"+s.String()
 		}
@@ -91,6 +92,9 @@ func (c OTLPHTTPExporterConfig) urls() (map[actors.Signal]string, error) {
 			return nil, fmt.Errorf("%s: %q is not an http(s) URL with a host", key, full)
 		}
 		out[s] = full
+	}
+	if len(out) == 0 {
+		return nil, errors.New("endpoint: required (or logs_endpoint, metrics_endpoint, traces_endpoint)")
 	}
 	return out, nil
 }
@@ -190,7 +194,7 @@ func (s *OTLPHTTPSender) Send(ctx context.Context, sig actors.Signal, payload []
 func (s *OTLPHTTPSender) send(ctx context.Context, sig actors.Signal, payload []byte) (SendResult, error) {
 	u, ok := s.urls[sig]
 	if !ok {
-		return SendResult{}, Permanent(fmt.Errorf("send: unknown signal %s", sig))
+		return SendResult{}, Permanent(fmt.Errorf("send %s: no endpoint configured for this signal", sig))
 	}
 	body := payload
 	if s.json {
@@ -319,3 +323,5 @@ func (s *OTLPHTTPSender) Close() error {
 	s.client.CloseIdleConnections()
 	return nil
 }
+
+func (s *OTLPHTTPSender) metrics() *senderMetrics { return s.m }
