@@ -1,0 +1,217 @@
+package roles
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// adminServer is the one admin port: /metrics, /healthz, /readyz,
+// /config, /cluster and a status page.
+type adminServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+func (rt *runtime) newAdmin() (*adminServer, error) {
+	ln, err := net.Listen("tcp", rt.opts.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin port: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(rt.reg, promhttp.HandlerOpts{Registry: rt.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if problems := rt.problems(); len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, strings.Join(problems, "\n"))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+		b, err := rt.plan.file.Redacted()
+		if err != nil {
+			http.Error(w, "render config: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
+		if rt.node == nil {
+			http.Error(w, "clustering is off (--no-cluster)", http.StatusNotFound)
+			return
+		}
+		rt.node.Handler().ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /{$}", rt.statusPage)
+	return &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+}
+
+func (a *adminServer) Addr() string { return a.ln.Addr().String() }
+
+func (a *adminServer) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(a.ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.srv.Shutdown(sctx)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (a *adminServer) Close() error { return a.ln.Close() }
+
+// problems lists why this member is not ready; empty means ready.
+func (rt *runtime) problems() []string {
+	var out []string
+	if err := rt.db.Healthy(); err != nil {
+		out = append(out, "wal: "+err.Error())
+	}
+	for _, name := range rt.sys.Unhealthy() {
+		out = append(out, "component "+name+": keeps failing (restarting with backoff)")
+	}
+	return out
+}
+
+type queueRow struct {
+	Name                     string
+	Entries, Bytes, Dead     int64
+	Oldest                   string
+	Sent, Failed, DeadLetter float64
+}
+
+var statusTmpl = template.Must(template.New("status").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>obs {{.Node}}</title>
+<meta http-equiv="refresh" content="5">
+<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}
+td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f3f3f3}.bad{color:#b00}.ok{color:#070}</style></head>
+<body><h1>obs {{.Node}}</h1>
+<p>role <b>{{.Role}}</b>, version {{.Version}}, up {{.Uptime}}; data goes to {{.Dest}}.
+{{if .Problems}}<span class="bad">Not ready:</span><ul>{{range .Problems}}<li class="bad">{{.}}</li>{{end}}</ul>{{else}}<span class="ok">Ready.</span>{{end}}</p>
+<h2>Pipelines</h2><table><tr><th>pipeline</th><th>receivers</th><th>processors</th><th>exporters</th></tr>
+{{range .Pipelines}}<tr><td>{{.ID}}</td><td>{{range .Receivers}}{{.}} {{end}}</td><td>{{range .Processors}}{{.}} {{end}}</td><td>{{range .Exporters}}{{.}} {{end}}</td></tr>{{end}}</table>
+<h2>Exporter queues (WAL)</h2><table><tr><th>exporter</th><th>entries</th><th>bytes</th><th>oldest</th><th>dead letters</th><th>items sent</th><th>items failed (retried)</th></tr>
+{{range .Queues}}<tr><td>{{.Name}}</td><td>{{.Entries}}</td><td>{{.Bytes}}</td><td>{{.Oldest}}</td><td>{{.Dead}}</td><td>{{printf "%.0f" .Sent}}</td><td>{{printf "%.0f" .Failed}}</td></tr>{{end}}</table>
+<h2>Mailboxes</h2><table><tr><th>component</th><th>queued</th><th>capacity</th></tr>
+{{range .Mailboxes}}<tr><td>{{.Name}}</td><td>{{.Len}}</td><td>{{.Cap}}</td></tr>{{end}}</table>
+{{if .Members}}<h2>Cluster</h2><table><tr><th>member</th><th>role</th><th>state</th><th>address</th></tr>
+{{range .Members}}<tr><td>{{.Name}}</td><td>{{.Meta.Role}}</td><td>{{.State}}</td><td>{{.Addr}}:{{.Port}}</td></tr>{{end}}</table>{{end}}
+<p><a href="/metrics">/metrics</a> · <a href="/config">/config</a> · <a href="/cluster">/cluster</a> · <a href="/readyz">/readyz</a></p>
+</body></html>`))
+
+func (rt *runtime) statusPage(w http.ResponseWriter, _ *http.Request) {
+	sent, failed := rt.counterSums("otelcol_exporter_sent_items_total"), rt.counterSums("otelcol_exporter_send_failed_items_total")
+	var queues []queueRow
+	for id, q := range rt.queues {
+		st := q.Stats()
+		queues = append(queues, queueRow{Name: id.String(), Entries: st.Entries, Bytes: st.Bytes, Dead: st.DeadEntries,
+			Oldest: st.OldestAge.Round(time.Millisecond).String(), Sent: sent[id.String()], Failed: failed[id.String()]})
+	}
+	sort.Slice(queues, func(i, j int) bool { return queues[i].Name < queues[j].Name })
+	type mbox struct {
+		Name     string
+		Len, Cap int
+	}
+	var boxes []mbox
+	for _, r := range rt.sys.Refs() {
+		boxes = append(boxes, mbox{r.Name(), r.Len(), r.Cap()})
+	}
+	data := map[string]any{
+		"Node": rt.opts.NodeName, "Role": rt.opts.Role, "Version": rt.opts.Version,
+		"Uptime": time.Since(rt.started).Round(time.Second).String(), "Dest": rt.dest,
+		"Problems": rt.problems(), "Pipelines": rt.pipeInfo, "Queues": queues, "Mailboxes": boxes,
+	}
+	if rt.node != nil {
+		data["Members"] = rt.node.Members()
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := statusTmpl.Execute(w, data); err != nil {
+		fmt.Fprintf(w, "<p>render: %s</p>", template.HTMLEscapeString(err.Error()))
+	}
+}
+
+// counterSums adds up a counter family by its exporter label.
+func (rt *runtime) counterSums(name string) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := rt.reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[label(m, "exporter")] += m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// PrintMembers asks a running member's admin port for /cluster and prints
+// the members as a table.
+func PrintMembers(ctx context.Context, w interface{ Write([]byte) (int, error) }, adminAddr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/cluster", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask %s: %w", adminAddr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ask %s: %s", adminAddr, resp.Status)
+	}
+	var view struct {
+		Members []struct {
+			Name, Addr, State string
+			Port              int
+			Meta              struct{ Role, Version string }
+			Since             time.Time
+		}
+		Leaders map[string]string
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
+		return fmt.Errorf("decode /cluster: %w", err)
+	}
+	fmt.Fprintf(w, "%-24s %-8s %-8s %-22s %-12s %s\n", "NAME", "ROLE", "STATE", "ADDRESS", "VERSION", "SINCE")
+	for _, m := range view.Members {
+		fmt.Fprintf(w, "%-24s %-8s %-8s %-22s %-12s %s\n", m.Name, m.Meta.Role, m.State,
+			net.JoinHostPort(m.Addr, fmt.Sprint(m.Port)), m.Meta.Version, m.Since.Format(time.RFC3339))
+	}
+	for duty, leader := range view.Leaders {
+		fmt.Fprintf(w, "leader of %s: %s\n", duty, leader)
+	}
+	return nil
+}

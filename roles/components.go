@@ -1,0 +1,109 @@
+package roles
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/obs-dev/obs/actors"
+	"github.com/obs-dev/obs/config"
+	"github.com/obs-dev/obs/enrich"
+	"github.com/obs-dev/obs/export"
+)
+
+// kind is the section a component is defined in.
+type kind string
+
+const (
+	kindReceiver  kind = "receivers"
+	kindProcessor kind = "processors"
+	kindExporter  kind = "exporters"
+	kindConnector kind = "connectors"
+)
+
+func (k kind) singular() string { return strings.TrimSuffix(string(k), "s") }
+
+// componentType is one row of the table: how to decode a component's
+// settings, which signals it handles, and whether obs implements it yet.
+type componentType struct {
+	signals []actors.Signal
+	// later names the issue that implements it; such a type is recognised
+	// by name but refused with "not implemented yet".
+	later string
+	// decode returns the typed, validated settings.
+	decode func(c *config.Component) (any, error)
+}
+
+var allSignals = []actors.Signal{actors.SignalLogs, actors.SignalMetrics, actors.SignalTraces}
+
+// decodeAs decodes a component's settings into a copy of def and runs its
+// Validate method, naming the component in the error.
+func decodeAs[T any](def func() T, validate func(*T) error) func(*config.Component) (any, error) {
+	return func(c *config.Component) (any, error) {
+		cfg := def()
+		if err := config.Decode(c, &cfg); err != nil {
+			return nil, err
+		}
+		if validate != nil {
+			if err := validate(&cfg); err != nil {
+				return nil, fmt.Errorf("%s: %w", c.ID, err)
+			}
+		}
+		return cfg, nil
+	}
+}
+
+func notYet(issue string, signals ...actors.Signal) componentType {
+	return componentType{signals: signals, later: issue}
+}
+
+// components is the one table of component types, per kind. It is built
+// by a function so that no package-level state can be changed.
+func components() map[kind]map[string]componentType {
+	return map[kind]map[string]componentType{
+		kindReceiver: {
+			"otlp": {signals: allSignals, decode: decodeAs(export.DefaultOTLPReceiverConfig,
+				(*export.OTLPReceiverConfig).Validate)},
+			"prometheus":   notYet("scraping", actors.SignalMetrics),
+			"filelog":      notYet("logs", actors.SignalLogs),
+			"hostmetrics":  notYet("node metrics", actors.SignalMetrics),
+			"kubeletstats": notYet("node metrics", actors.SignalMetrics),
+			"k8s_events":   notYet("kubernetes", actors.SignalLogs),
+		},
+		kindProcessor: {
+			"batch": {signals: allSignals, decode: decodeAs(enrich.DefaultBatchConfig,
+				func(c *enrich.BatchConfig) error { return c.Validate() })},
+			"memory_limiter": {signals: allSignals, decode: decodeAs(func() enrich.MemoryLimiterConfig { return enrich.MemoryLimiterConfig{} },
+				func(c *enrich.MemoryLimiterConfig) error { return c.Validate() })},
+			"k8sattributes":     notYet("kubernetes", allSignals...),
+			"resourcedetection": notYet("node metrics and transforms", allSignals...),
+			"resource":          notYet("node metrics and transforms", allSignals...),
+			"attributes":        notYet("node metrics and transforms", allSignals...),
+			"metricstransform":  notYet("node metrics and transforms", actors.SignalMetrics),
+		},
+		kindExporter: {
+			"otlp": {signals: allSignals, decode: decodeAs(export.DefaultOTLPExporterConfig,
+				(*export.OTLPExporterConfig).Validate)},
+			"otlphttp": {signals: allSignals, decode: decodeAs(export.DefaultOTLPHTTPExporterConfig,
+				(*export.OTLPHTTPExporterConfig).Validate)},
+			"debug": {signals: allSignals, decode: decodeAs(export.DefaultDebugExporterConfig,
+				(*export.DebugExporterConfig).Validate)},
+			"file": {signals: allSignals, decode: decodeAs(export.DefaultFileExporterConfig,
+				(*export.FileExporterConfig).Validate)},
+		},
+		kindConnector: {
+			"routing": {signals: allSignals, decode: decodeAs(func() enrich.RoutingConfig { return enrich.RoutingConfig{} },
+				func(c *enrich.RoutingConfig) error { return c.Validate() })},
+		},
+	}
+}
+
+// typeNames lists the known types of a kind, for "did you mean" errors.
+func typeNames(table map[string]componentType) string {
+	names := make([]string, 0, len(table))
+	for n := range table {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,535 @@
+package roles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/obs-dev/obs/actors"
+	"github.com/obs-dev/obs/cluster"
+	"github.com/obs-dev/obs/config"
+	"github.com/obs-dev/obs/enrich"
+	"github.com/obs-dev/obs/export"
+	"github.com/obs-dev/obs/wal"
+)
+
+// pipelineFullWait bounds how long a receiver waits for room in a full
+// pipeline before it tells the client to retry.
+const pipelineFullWait = 5 * time.Second
+
+// runtime is everything one `obs run` started.
+type runtime struct {
+	opts    Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	plan    *plan
+	db      *wal.DB
+	sys     *actors.System
+	node    *cluster.Node
+	dest    string
+	started time.Time
+
+	queues    map[config.ID]*wal.Queue
+	exporters []*export.Exporter
+	receivers []*export.OTLPReceiver
+	heads     map[config.PipelineID]*actors.Ref
+	stopOrder []*actors.Ref // upstream first
+	pipeInfo  []pipelineInfo
+}
+
+type pipelineInfo struct {
+	ID                               string
+	Receivers, Processors, Exporters []string
+}
+
+// Run starts everything the role and configuration ask for and blocks
+// until ctx ends; then it stops in the documented order.
+func Run(ctx context.Context, opts Options, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = io.Discard
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 20 * time.Second
+	}
+	p, dest, err := loadPlan(opts.ConfigPath, opts.Role, opts.DataDir, false, opts.LookupEnv)
+	if p != nil && p.file != nil {
+		for _, w := range p.file.Warnings {
+			log.Warn("config", "warning", w)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("config:\n%w", err)
+	}
+	if dest == "" {
+		dest = "the exporters of " + opts.ConfigPath
+	}
+	if opts.AdminAddr == "" {
+		opts.AdminAddr = ":8888"
+	}
+	if p.file.Telemetry.MetricsAddr != "" && opts.AdminAddr == ":8888" {
+		opts.AdminAddr = p.file.Telemetry.MetricsAddr
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rt := &runtime{opts: opts, log: log, reg: reg, plan: p, dest: dest, started: time.Now(),
+		queues: map[config.ID]*wal.Queue{}, heads: map[config.PipelineID]*actors.Ref{}}
+
+	walDir := p.file.WAL.Dir
+	if walDir == "" {
+		walDir = filepath.Join(opts.DataDir, "wal")
+	}
+	if err := os.MkdirAll(walDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	wcfg := wal.DefaultConfig(walDir)
+	if p.file.WAL.MaxBytes > 0 {
+		wcfg.MaxBytes = int64(p.file.WAL.MaxBytes)
+	}
+	rt.db, err = wal.Open(wcfg, log.With("component", "wal"), reg)
+	if err != nil {
+		return fmt.Errorf("open wal: %w", err)
+	}
+	defer func() {
+		if cerr := rt.db.Close(); cerr != nil {
+			log.Error("close wal", "err", cerr)
+		}
+	}()
+
+	rt.sys = actors.NewSystem(actors.Options{}, log, reg)
+	if err := rt.build(); err != nil {
+		_ = rt.sys.Stop(context.Background())
+		return err
+	}
+
+	if !opts.NoCluster {
+		if rt.node, err = rt.newNode(); err != nil {
+			_ = rt.sys.Stop(context.Background())
+			return err
+		}
+	}
+
+	admin, err := rt.newAdmin()
+	if err != nil {
+		_ = rt.sys.Stop(context.Background())
+		return err
+	}
+	for _, r := range rt.receivers {
+		if err := r.Start(); err != nil {
+			_ = rt.sys.Stop(context.Background())
+			_ = admin.Close()
+			return fmt.Errorf("start receiver: %w", err)
+		}
+	}
+	fmt.Fprintf(opts.Stdout, "obs %s: role %s, %d pipelines, data goes to %s; WAL in %s; admin on http://%s/\n",
+		opts.Version, opts.Role, len(p.order), dest, walDir, admin.Addr())
+	log.Info("started", "role", opts.Role, "pipelines", len(p.order), "destination", dest, "admin", admin.Addr())
+
+	return rt.runAndStop(ctx, admin)
+}
+
+// runAndStop runs every service until ctx ends, then stops them in order.
+func (rt *runtime) runAndStop(ctx context.Context, admin *adminServer) error {
+	type group struct {
+		cancel context.CancelFunc
+		wg     sync.WaitGroup
+	}
+	start := func(g *group, fns ...func(context.Context) error) {
+		c, cancel := context.WithCancel(context.Background())
+		g.cancel = cancel
+		for _, fn := range fns {
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				if err := fn(c); err != nil && !errors.Is(err, context.Canceled) {
+					rt.log.Error("service stopped with error", "err", err)
+				}
+			}()
+		}
+	}
+	var walG, expG, recvG, clusterG, adminG group
+	start(&walG, rt.db.Run)
+	var expFns []func(context.Context) error
+	for _, e := range rt.exporters {
+		expFns = append(expFns, e.Run)
+	}
+	start(&expG, expFns...)
+	var recvFns []func(context.Context) error
+	for _, r := range rt.receivers {
+		recvFns = append(recvFns, r.Run)
+	}
+	start(&recvG, recvFns...)
+	if rt.node != nil {
+		start(&clusterG, rt.node.Run)
+	}
+	start(&adminG, admin.Run)
+
+	<-ctx.Done()
+	deadline, cancel := context.WithTimeout(context.Background(), rt.opts.ShutdownTimeout)
+	defer cancel()
+	// 1. Receivers stop accepting and answer what is in flight.
+	recvG.cancel()
+	recvG.wg.Wait()
+	// 2. Processors drain and flush, upstream first, into the WAL writers,
+	//    which wait for their commits.
+	if err := rt.sys.Stop(deadline, rt.stopOrder...); err != nil {
+		rt.log.Error("drain pipelines", "err", err)
+	}
+	// 3. Exporters stop reading; unsent data stays in the WAL.
+	expG.cancel()
+	expG.wg.Wait()
+	// 4. The cluster member leaves gracefully (others see "left").
+	if rt.node != nil {
+		clusterG.cancel()
+		clusterG.wg.Wait()
+	}
+	// 5. The WAL's committer and GC stop; Run's deferred Close closes badger.
+	walG.cancel()
+	walG.wg.Wait()
+	// 6. The admin port goes last, so a drain can be watched.
+	adminG.cancel()
+	adminG.wg.Wait()
+	rt.log.Info("stopped")
+	return nil
+}
+
+func (rt *runtime) newNode() (*cluster.Node, error) {
+	cfg := cluster.DefaultConfig()
+	o := rt.opts
+	sec := rt.plan.file.Cluster
+	cfg.NodeName = firstNonEmpty(o.NodeName, sec.NodeName)
+	cfg.ClusterName = firstNonEmpty(o.ClusterName, sec.Name, "obs")
+	bind := firstNonEmpty(o.ClusterBind, sec.Bind, ":7946")
+	host, port, err := splitHostPort(bind, 7946)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-bind: %w", err)
+	}
+	cfg.BindAddr, cfg.BindPort = host, port
+	if adv := firstNonEmpty(o.ClusterAdvertise, sec.Advertise); adv != "" {
+		h, p, err := splitHostPort(adv, port)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-advertise: %w", err)
+		}
+		cfg.AdvertiseAddr, cfg.AdvertisePort = h, p
+	}
+	cfg.Join = append(append([]string{}, o.Join...), sec.Join...)
+	if kf := firstNonEmpty(o.ClusterKeyFile, sec.KeyFile); kf != "" {
+		keys, err := cluster.LoadKeyFile(kf)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Keys = keys
+	}
+	switch rt.opts.Role {
+	case Agent:
+		cfg.Role = cluster.RoleAgent
+	case Gateway:
+		cfg.Role = cluster.RoleGateway
+	default:
+		cfg.Role = cluster.RoleAll
+	}
+	cfg.Meta.Version = rt.opts.Version
+	cfg.Meta.AdminEndpoint = rt.opts.AdminAddr
+	cfg.Meta.Start = rt.started
+	cfg.Duties = []string{"k8s-events"}
+	n, err := cluster.New(cfg, rt.log.With("component", "cluster"), rt.reg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	return n, nil
+}
+
+func splitHostPort(s string, defPort int) (string, int, error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		// a bare host
+		return s, defPort, nil //nolint:nilerr
+	}
+	var port int
+	if _, err := fmt.Sscanf(p, "%d", &port); err != nil {
+		return "", 0, fmt.Errorf("port %q: want a number", p)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// build spawns every pipeline from its exporters back to its receivers.
+func (rt *runtime) build() error {
+	p := rt.plan
+	f := p.file
+	expMetrics := export.NewExporterMetrics(rt.reg)
+	refused := export.NewRefusedCounter(rt.reg)
+
+	// Exporter settings for WAL-side batching come from the batch
+	// processors of the pipelines that use the exporter.
+	batchOf := map[config.ID]enrich.BatchConfig{}
+	for _, pl := range p.order {
+		for _, pid := range pl.Processors {
+			if bc, ok := p.settings[kindProcessor][pid].(enrich.BatchConfig); ok {
+				for _, e := range pl.Exporters {
+					if cur, ok := batchOf[e]; !ok || bc.SendBatchSize > cur.SendBatchSize {
+						batchOf[e] = bc
+					}
+				}
+			}
+		}
+	}
+
+	// Exporters and their queues.
+	usedExporters := map[config.ID]bool{}
+	for _, pl := range p.order {
+		for _, e := range pl.Exporters {
+			if _, ok := f.Exporters[e]; ok {
+				usedExporters[e] = true
+			}
+		}
+	}
+	for _, id := range sortedIDs(f.Exporters) {
+		if !usedExporters[id] {
+			continue
+		}
+		q, err := rt.db.Queue(id.String())
+		if err != nil {
+			return fmt.Errorf("exporter %s: %w", id, err)
+		}
+		rt.queues[id] = q
+		sender, ecfg, err := rt.newSender(id, p.settings[kindExporter][id])
+		if err != nil {
+			return fmt.Errorf("exporter %s: %w", id, err)
+		}
+		if bc, ok := batchOf[id]; ok {
+			ecfg.BatchSize, ecfg.MaxBatchSize, ecfg.Timeout = bc.SendBatchSize, bc.SendBatchMaxSize, bc.Timeout
+		}
+		rt.exporters = append(rt.exporters, export.NewExporter(id.String(), q, sender, ecfg, expMetrics, rt.log))
+	}
+
+	// Pipelines, consumers of connectors first.
+	connStages := map[config.ID]*actors.Ref{}
+	var order [][]*actors.Ref // per pipeline, head first
+	for _, pl := range p.order {
+		var targets []*actors.Ref
+		var queues []*wal.Queue
+		for _, e := range pl.Exporters {
+			if q, ok := rt.queues[e]; ok {
+				queues = append(queues, q)
+				continue
+			}
+			ref, err := rt.connector(e, connStages)
+			if err != nil {
+				return err
+			}
+			targets = append(targets, ref)
+		}
+		var chain []*actors.Ref
+		if len(queues) > 0 {
+			w := export.NewQueueWriter(pl.ID.String(), rt.db, queues, 16, refused)
+			ref, err := rt.sys.Spawn(pl.ID.String()+"/wal", w, nil)
+			if err != nil {
+				return err
+			}
+			targets = append([]*actors.Ref{ref}, targets...)
+			chain = append(chain, ref)
+		}
+		tail := targets[0]
+		if len(targets) > 1 {
+			ref, err := rt.sys.Spawn(pl.ID.String()+"/fanout", &actors.Fanout{Next: targets}, nil)
+			if err != nil {
+				return err
+			}
+			tail = ref
+			chain = append([]*actors.Ref{ref}, chain...)
+		}
+		next := tail
+		for i := len(pl.Processors) - 1; i >= 0; i-- {
+			pid := pl.Processors[i]
+			ref, err := rt.spawnProcessor(pl.ID, pid, p.settings[kindProcessor][pid], next)
+			if err != nil {
+				return err
+			}
+			chain = append([]*actors.Ref{ref}, chain...)
+			next = ref
+		}
+		rt.heads[pl.ID] = next
+		order = append(order, chain)
+		rt.pipeInfo = append(rt.pipeInfo, pipelineInfo{ID: pl.ID.String(),
+			Receivers: idStrings(pl.Receivers), Processors: idStrings(pl.Processors), Exporters: idStrings(pl.Exporters)})
+	}
+	// Stop order: pipelines that feed connectors (built last) stop first,
+	// each from its head down; connector stages after their feeders.
+	for i := len(order) - 1; i >= 0; i-- {
+		rt.stopOrder = append(rt.stopOrder, order[i]...)
+	}
+
+	// Receivers: each hands a batch to the first stage of every pipeline
+	// of that signal that lists it.
+	for _, id := range sortedIDs(f.Receivers) {
+		heads := map[actors.Signal][]*actors.Ref{}
+		for _, pl := range p.order {
+			if containsID(pl.Receivers, id) {
+				sig := p.signal[pl.ID]
+				heads[sig] = append(heads[sig], rt.heads[pl.ID])
+			}
+		}
+		if len(heads) == 0 {
+			continue
+		}
+		consumers := map[actors.Signal]export.ConsumeFunc{}
+		for sig, hs := range heads {
+			consumers[sig] = consumeInto(id.String(), hs)
+		}
+		cfg := p.settings[kindReceiver][id].(export.OTLPReceiverConfig)
+		r, err := export.NewOTLPReceiver(id.String(), cfg, consumers, rt.log.With("component", "receivers."+id.String()), rt.reg)
+		if err != nil {
+			return fmt.Errorf("receiver %s: %w", id, err)
+		}
+		rt.receivers = append(rt.receivers, r)
+	}
+	return nil
+}
+
+// consumeInto returns the receiver's ConsumeFunc: it hands a batch to every
+// head and answers only when each copy is durable in the WAL (or failed).
+// A pipeline that stays full for pipelineFullWait refuses, so the client
+// backs off instead of holding a connection forever.
+func consumeInto(origin string, heads []*actors.Ref) export.ConsumeFunc {
+	return func(ctx context.Context, b actors.Batch) error {
+		ack := actors.NewAck()
+		ack.Add(len(heads) - 1)
+		sendCtx, cancel := context.WithTimeout(ctx, pipelineFullWait)
+		defer cancel()
+		for i, h := range heads {
+			bb := b
+			if i < len(heads)-1 {
+				bb = b.Clone()
+			}
+			if err := h.Send(sendCtx, &actors.Envelope{Batch: bb, Origin: origin, Ack: ack}); err != nil {
+				if ctx.Err() == nil {
+					err = &actors.RefusedError{Reason: "pipeline_full", RetryAfter: time.Second}
+				}
+				ack.Done(err)
+			}
+		}
+		return ack.Wait(ctx)
+	}
+}
+
+func (rt *runtime) spawnProcessor(pipe config.PipelineID, id config.ID, settings any, next *actors.Ref) (*actors.Ref, error) {
+	name := pipe.String() + "/" + id.String()
+	log := rt.log.With("component", "processors."+id.String(), "pipeline", pipe.String())
+	switch cfg := settings.(type) {
+	case enrich.BatchConfig:
+		b, err := enrich.NewBatch(cfg, nil, log)
+		if err != nil {
+			return nil, fmt.Errorf("processor %s: %w", id, err)
+		}
+		ref, err := rt.sys.Spawn(name, b, next)
+		if err != nil {
+			return nil, err
+		}
+		b.SetQueued(ref.Len)
+		return ref, nil
+	case enrich.MemoryLimiterConfig:
+		// One limiter per pipeline: its metrics are labelled by both.
+		m, err := enrich.NewMemoryLimiter(name, cfg, log, rt.reg)
+		if err != nil {
+			return nil, fmt.Errorf("processor %s: %w", id, err)
+		}
+		return rt.sys.Spawn(name, m, next)
+	}
+	return nil, fmt.Errorf("BUG: processor %s has no stage (%T)", id, settings)
+}
+
+// connector returns the stage of connector id, spawning it on first use.
+// Its consumers (pipelines listing it as a receiver) are already built.
+func (rt *runtime) connector(id config.ID, stages map[config.ID]*actors.Ref) (*actors.Ref, error) {
+	if ref, ok := stages[id]; ok {
+		return ref, nil
+	}
+	heads := map[string]*actors.Ref{}
+	for _, pl := range rt.plan.order {
+		if containsID(pl.Receivers, id) {
+			if h, ok := rt.heads[pl.ID]; ok {
+				heads[pl.ID.String()] = h
+			}
+		}
+	}
+	switch cfg := rt.plan.settings[kindConnector][id].(type) {
+	case enrich.RoutingConfig:
+		r, err := enrich.NewRouting(id.String(), cfg, heads, rt.reg)
+		if err != nil {
+			return nil, fmt.Errorf("connector %s: %w", id, err)
+		}
+		ref, err := rt.sys.Spawn("connectors/"+id.String(), r, nil)
+		if err != nil {
+			return nil, err
+		}
+		stages[id] = ref
+		return ref, nil
+	}
+	return nil, fmt.Errorf("BUG: connector %s has no stage", id)
+}
+
+func (rt *runtime) newSender(id config.ID, settings any) (export.Sender, export.ExporterConfig, error) {
+	log := rt.log.With("component", "exporters."+id.String())
+	ecfg := export.ExporterConfig{Retry: export.DefaultRetryConfig()}
+	switch cfg := settings.(type) {
+	case export.OTLPExporterConfig:
+		ecfg.Retry = cfg.RetryOnFailure
+		ecfg.Consumers = cfg.SendingQueue.NumConsumers
+		s, err := export.NewOTLPSender(cfg, log, rt.reg)
+		return s, ecfg, err
+	case export.OTLPHTTPExporterConfig:
+		ecfg.Retry = cfg.RetryOnFailure
+		ecfg.Consumers = cfg.SendingQueue.NumConsumers
+		s, err := export.NewOTLPHTTPSender(cfg, log, rt.reg)
+		return s, ecfg, err
+	case export.DebugExporterConfig:
+		s, err := export.NewDebugSender(cfg, os.Stderr, log)
+		return s, ecfg, err
+	case export.FileExporterConfig:
+		s, err := export.NewFileSender(cfg, log)
+		return s, ecfg, err
+	}
+	return nil, ecfg, fmt.Errorf("BUG: exporter %s has no sender (%T)", id, settings)
+}
+
+func containsID(ids []config.ID, id config.ID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func idStrings(ids []config.ID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
