@@ -38,19 +38,22 @@ func Decode(c *Component, out any) error {
 	if c.Node == nil {
 		return nil
 	}
-	d := &decoder{file: c.file, whole: c.whole}
+	d := &decoder{file: c.file, whole: c.whole, active: map[*yaml.Node]bool{}}
 	d.value(c.Node, rv.Elem(), path)
 	return d.errs.errOrNil()
 }
 
 // maxDecodeNodes bounds the work one Decode may do when aliases fan out.
-const maxDecodeNodes = 1 << 20
+const maxDecodeNodes = 1 << 18
 
 type decoder struct {
 	file  string
 	whole map[*yaml.Node]bool
 	errs  Errors
 	nodes int
+	// active holds the nodes being decoded, to catch an alias to an
+	// ancestor.
+	active map[*yaml.Node]bool
 }
 
 func (d *decoder) fail(n *yaml.Node, path, msg string) {
@@ -157,6 +160,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(n, path, fmt.Sprintf("want a list of %d items", v.Len()))
 			return
 		}
+		if !d.enter(n, path) {
+			return
+		}
+		defer delete(d.active, n)
 		for i, c := range n.Content {
 			d.value(c, v.Index(i), fmt.Sprintf("%s[%d]", path, i))
 		}
@@ -212,6 +219,17 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		d.fail(n, path, fmt.Sprintf("cannot decode into %s", t))
 	}
+}
+
+// enter marks a collection as being decoded; false when it already is,
+// which means an alias refers to a node that contains it.
+func (d *decoder) enter(n *yaml.Node, path string) bool {
+	if d.active[n] {
+		d.fail(n, path, "alias refers to a node that contains it")
+		return false
+	}
+	d.active[n] = true
+	return true
 }
 
 // scalarFor returns the text of a scalar tagged tag, or of a scalar that was
@@ -342,6 +360,10 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n, path, "want a mapping")
 		return
 	}
+	if !d.enter(n, path) {
+		return
+	}
+	defer delete(d.active, n)
 	fields, inlineMap := structFields(v.Type())
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -374,6 +396,10 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n, path, "want a mapping")
 		return
 	}
+	if !d.enter(n, path) {
+		return
+	}
+	defer delete(d.active, n)
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := resolveAlias(n.Content[i]), n.Content[i+1]
@@ -410,6 +436,10 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n, path, "want a list")
 		return
 	}
+	if !d.enter(n, path) {
+		return
+	}
+	defer delete(d.active, n)
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, c := range n.Content {
 		d.value(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))

@@ -18,9 +18,15 @@ type expander struct {
 	// whole records scalars that were exactly one ${...} reference; Decode
 	// lets those stand for ints, bools and floats, as the Collector types them.
 	whole map[*yaml.Node]bool
+	// seen keeps a node shared by a merge key from being expanded twice.
+	seen map[*yaml.Node]bool
 }
 
 func (x *expander) walk(n *yaml.Node, path string) {
+	if x.seen[n] {
+		return
+	}
+	x.seen[n] = true
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
@@ -125,7 +131,7 @@ func closingBrace(s string, from int) int {
 // beyond a variable name or a scheme, so a mistyped secret is not echoed.
 func (x *expander) resolve(ref string) (string, *problem) {
 	scheme, rest, ok := splitScheme(ref)
-	if !ok {
+	if !ok || strings.HasPrefix(rest, "-") { // ${VAR} or ${VAR:-default}
 		return x.env(ref)
 	}
 	switch scheme {

@@ -189,8 +189,12 @@ func (p *parser) parse(data []byte, opts Options) {
 		p.fail(root, "", "want a mapping at the top level")
 		return
 	}
-	p.duplicates(root, "", map[*yaml.Node]bool{})
-	x := &expander{file: p.file, opts: opts, errs: &p.errs, warns: &p.f.Warnings, whole: p.whole}
+	p.duplicates(root, "", map[*yaml.Node]bool{}, map[*yaml.Node]bool{})
+	if len(p.errs) > 0 {
+		return // a cyclic alias would make the walks below loop
+	}
+	p.merges(root, "", map[*yaml.Node]bool{})
+	x := &expander{file: p.file, opts: opts, errs: &p.errs, warns: &p.f.Warnings, whole: p.whole, seen: map[*yaml.Node]bool{}}
 	x.walk(root, "")
 
 	var service *yaml.Node
@@ -244,12 +248,19 @@ func pairs(n *yaml.Node) func(yield func(k, v *yaml.Node) bool) {
 
 // duplicates reports keys defined twice in one mapping, anywhere in the
 // document, and non-scalar keys. yaml.v3 checks this only when decoding
-// into Go values, not into a Node.
-func (p *parser) duplicates(n *yaml.Node, path string, seen map[*yaml.Node]bool) {
+// into Go values, not into a Node. It also reports an alias to a node that
+// contains it, which yaml.v3 accepts when parsing into a Node.
+func (p *parser) duplicates(n *yaml.Node, path string, seen, active map[*yaml.Node]bool) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil && active[n.Alias] {
+		p.fail(n, path, "alias refers to a node that contains it")
+		return
+	}
 	if seen[n] {
 		return
 	}
 	seen[n] = true
+	active[n] = true
+	defer delete(active, n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		first := map[string]int{}
@@ -265,12 +276,76 @@ func (p *parser) duplicates(n *yaml.Node, path string, seen map[*yaml.Node]bool)
 			} else {
 				first[k.Value] = k.Line
 			}
-			p.duplicates(n.Content[i+1], kp, seen)
+			p.duplicates(n.Content[i+1], kp, seen, active)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			p.duplicates(c, fmt.Sprintf("%s[%d]", path, i), seen)
+			p.duplicates(c, fmt.Sprintf("%s[%d]", path, i), seen, active)
 		}
+	}
+}
+
+// merges applies YAML merge keys ("<<: *defaults") in place, as yaml.v3
+// does when decoding into Go values: keys already in the mapping win, then
+// the merged mappings in order. The merged value nodes are shared, not copied.
+func (p *parser) merges(n *yaml.Node, path string, seen map[*yaml.Node]bool) {
+	n = resolveAlias(n)
+	if seen[n] {
+		return
+	}
+	seen[n] = true
+	switch n.Kind {
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p.merges(c, fmt.Sprintf("%s[%d]", path, i), seen)
+		}
+		return
+	case yaml.MappingNode:
+	default:
+		return
+	}
+	var kept, merged []*yaml.Node
+	have := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			continue
+		}
+		kept = append(kept, k, n.Content[i+1])
+		if k.Kind == yaml.ScalarNode {
+			have[k.Value] = true
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolveAlias(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!merge" {
+			continue
+		}
+		sources := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			sources = v.Content
+		}
+		for _, src := range sources {
+			src = resolveAlias(src)
+			if src.Kind != yaml.MappingNode {
+				p.fail(k, joinPath(path, "<<"), "want a mapping or a list of mappings to merge")
+				continue
+			}
+			p.merges(src, path, seen)
+			for j := 0; j+1 < len(src.Content); j += 2 {
+				sk := src.Content[j]
+				if sk.Kind == yaml.ScalarNode && !have[sk.Value] {
+					have[sk.Value] = true
+					merged = append(merged, sk, src.Content[j+1])
+				}
+			}
+		}
+	}
+	if len(kept) != len(n.Content) {
+		n.Content = append(kept, merged...)
+	}
+	for i := 1; i < len(n.Content); i += 2 {
+		p.merges(n.Content[i], joinPath(path, n.Content[i-1].Value), seen)
 	}
 }
 

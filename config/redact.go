@@ -34,7 +34,7 @@ func isSecretKey(path []string, key string) bool {
 }
 
 // maxRedactNodes bounds the copy Redacted makes when aliases fan out.
-const maxRedactNodes = 1 << 20
+const maxRedactNodes = 1 << 18
 
 // Redacted returns the effective (expanded) configuration as YAML with
 // every secret replaced by "[REDACTED]": every value under a `headers`
@@ -46,8 +46,8 @@ func (f *File) Redacted() ([]byte, error) {
 	if f.Root == nil {
 		return nil, fmt.Errorf("redact config: nothing loaded")
 	}
-	budget := maxRedactNodes
-	root, err := redactCopy(f.Root, nil, false, &budget)
+	r := &redactor{budget: maxRedactNodes, active: map[*yaml.Node]bool{}}
+	root, err := r.copy(f.Root, nil, false)
 	if err != nil {
 		return nil, fmt.Errorf("redact config: %w", err)
 	}
@@ -63,16 +63,28 @@ func (f *File) Redacted() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// redactCopy deep-copies n, resolving aliases, replacing every non-null
+// copy deep-copies n, resolving aliases, replacing every non-null
 // value below a secret with the redaction.
-func redactCopy(n *yaml.Node, path []string, secret bool, budget *int) (*yaml.Node, error) {
+type redactor struct {
+	budget int
+	// active holds the nodes being copied, to catch an alias to an
+	// ancestor, which would otherwise expand forever.
+	active map[*yaml.Node]bool
+}
+
+func (r *redactor) copy(n *yaml.Node, path []string, secret bool) (*yaml.Node, error) {
 	n = resolveAlias(n)
-	if *budget--; *budget < 0 {
+	if r.budget--; r.budget < 0 {
 		return nil, fmt.Errorf("too many nodes after alias expansion")
 	}
 	if n.Kind == yaml.AliasNode {
 		return nil, fmt.Errorf("alias nests too deeply")
 	}
+	if r.active[n] {
+		return nil, fmt.Errorf("line %d: alias refers to a node that contains it", n.Line)
+	}
+	r.active[n] = true
+	defer delete(r.active, n)
 	if secret && !isNull(n) {
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: Redaction, Line: n.Line, Column: n.Column}, nil
 	}
@@ -80,7 +92,7 @@ func redactCopy(n *yaml.Node, path []string, secret bool, budget *int) (*yaml.No
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
 		for _, c := range n.Content {
-			cc, err := redactCopy(c, path, false, budget)
+			cc, err := r.copy(c, path, false)
 			if err != nil {
 				return nil, err
 			}
@@ -90,14 +102,14 @@ func redactCopy(n *yaml.Node, path []string, secret bool, budget *int) (*yaml.No
 		underHeaders := len(path) > 0 && strings.EqualFold(path[len(path)-1], "headers")
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := resolveAlias(n.Content[i])
-			kc, err := redactCopy(k, path, false, budget)
+			kc, err := r.copy(k, path, false)
 			if err != nil {
 				return nil, err
 			}
 			v := resolveAlias(n.Content[i+1])
 			sec := underHeaders || (k.Kind == yaml.ScalarNode && isSecretKey(path, k.Value)) ||
 				(k.Kind == yaml.ScalarNode && strings.EqualFold(k.Value, "headers") && v.Kind != yaml.MappingNode)
-			vc, err := redactCopy(v, append(path[:len(path):len(path)], k.Value), sec, budget)
+			vc, err := r.copy(v, append(path[:len(path):len(path)], k.Value), sec)
 			if err != nil {
 				return nil, err
 			}
