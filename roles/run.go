@@ -402,7 +402,7 @@ func (rt *runtime) build() error {
 			consumers[sig] = consumeInto(id.String(), hs)
 		}
 		cfg := p.settings[kindReceiver][id].(export.OTLPReceiverConfig)
-		r, err := export.NewOTLPReceiver(id.String(), cfg, consumers, rt.log.With("component", "receivers."+id.String()), rt.reg)
+		r, err := export.NewOTLPReceiver(id.String(), cfg, consumers, rt.log, rt.reg)
 		if err != nil {
 			return fmt.Errorf("receiver %s: %w", id, err)
 		}
