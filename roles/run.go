@@ -495,17 +495,18 @@ func (rt *runtime) connector(id config.ID, stages map[config.ID]*actors.Ref) (*a
 
 func (rt *runtime) newSender(id config.ID, settings any) (export.Sender, export.ExporterConfig, error) {
 	log := rt.log.With("component", "exporters."+id.String())
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"exporter": id.String()}, rt.reg)
 	ecfg := export.ExporterConfig{Retry: export.DefaultRetryConfig()}
 	switch cfg := settings.(type) {
 	case export.OTLPExporterConfig:
 		ecfg.Retry = cfg.RetryOnFailure
 		ecfg.Consumers = cfg.SendingQueue.NumConsumers
-		s, err := export.NewOTLPSender(cfg, log, rt.reg)
+		s, err := export.NewOTLPSender(cfg, log, reg)
 		return s, ecfg, err
 	case export.OTLPHTTPExporterConfig:
 		ecfg.Retry = cfg.RetryOnFailure
 		ecfg.Consumers = cfg.SendingQueue.NumConsumers
-		s, err := export.NewOTLPHTTPSender(cfg, log, rt.reg)
+		s, err := export.NewOTLPHTTPSender(cfg, log, reg)
 		return s, ecfg, err
 	case export.DebugExporterConfig:
 		s, err := export.NewDebugSender(cfg, os.Stderr, log)
