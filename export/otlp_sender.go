@@ -72,8 +72,10 @@ func DefaultOTLPExporterConfig() OTLPExporterConfig {
 
 // Validate checks every key; errors name the key, never a header value.
 func (c OTLPExporterConfig) Validate() error {
-	if _, _, err := parseGRPCEndpoint(c.Endpoint); err != nil {
-		return err
+	if c.Endpoint != ClusterGateway {
+		if _, _, err := parseGRPCEndpoint(c.Endpoint); err != nil {
+			return err
+		}
 	}
 	switch c.Compression {
 	case "", "none", "gzip", zstdName:
