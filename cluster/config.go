@@ -66,6 +66,9 @@ type Config struct {
 	ProbeInterval  time.Duration
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
+	// PushPullInterval is the anti-entropy period: a full state exchange
+	// with one random member, which repairs whatever gossip missed.
+	PushPullInterval time.Duration
 
 	// RejoinInterval re-runs the join even when this member is not alone,
 	// which heals a partition whose sides both declared the other dead.
@@ -181,7 +184,7 @@ func (c *Config) validate() error {
 	}{
 		{"gossip interval", c.GossipInterval}, {"probe interval", c.ProbeInterval},
 		{"probe timeout", c.ProbeTimeout}, {"rejoin interval", c.RejoinInterval},
-		{"leave timeout", c.LeaveTimeout},
+		{"leave timeout", c.LeaveTimeout}, {"push/pull interval", c.PushPullInterval},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.v))
@@ -253,6 +256,9 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	}
 	if c.SuspicionMult > 0 {
 		mc.SuspicionMult = c.SuspicionMult
+	}
+	if c.PushPullInterval > 0 {
+		mc.PushPullInterval = c.PushPullInterval
 	}
 	if len(c.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(c.Keys, c.Keys[0])

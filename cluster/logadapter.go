@@ -23,6 +23,7 @@ type mlLogWriter struct {
 // from a joiner that cannot read the answer.
 var decryptMarkers = []string{
 	"could not decrypt",
+	"keys could decrypt",
 	"Decrypt packet failed",
 	"encryption is configured but remote state is not encrypted",
 	"remote state is encrypted and encryption is not configured",

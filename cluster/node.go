@@ -225,6 +225,17 @@ func (n *Node) leave(ml *memberlist.Memberlist) {
 		n.meta, n.metaBuf = meta, buf
 	}
 	n.mu.Unlock()
+	// The metadata update spreads by gossip and can lose the race with the
+	// leave message itself, so also tell every member directly.
+	msg := encodeLeaving(n.cfg.NodeName, meta.Start)
+	for _, m := range ml.Members() {
+		if m.Name == n.cfg.NodeName {
+			continue
+		}
+		if err := ml.SendBestEffort(m, msg); err != nil {
+			n.log.Debug("announce leaving", "member", m.Name, "err", err)
+		}
+	}
 	if err := ml.UpdateNode(timeout / 2); err != nil {
 		n.log.Warn("announce leaving", "err", err)
 	}
@@ -470,6 +481,10 @@ func (n *Node) observe(mn *memberlist.Node, event string) {
 		}
 	default:
 		m, err = memberFrom(mn, StateAlive, now)
+		if old != nil && old.State == StateLeaving && old.Meta.Start.Equal(m.Meta.Start) {
+			// Announced directly before its metadata caught up.
+			m.State, m.Meta.Leaving = StateLeaving, true
+		}
 	}
 	if err != nil && event != "leave" {
 		n.mu.Unlock()
@@ -492,6 +507,41 @@ func (n *Node) observe(mn *memberlist.Node, event string) {
 	if changed && (old == nil || old.State != m.State) {
 		n.log.Info("member "+string(m.State), "member", m.Name, "role", m.Meta.Role, "address", m.Address())
 	}
+	for _, ch := range subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// markLeaving records a member's announced graceful stop: it owns nothing
+// from now on, and is reported "left" (not "dead") once it is gone, even if
+// the announcement arrives after memberlist declared it gone.
+func (n *Node) markLeaving(name string, start time.Time) {
+	n.mu.Lock()
+	m := n.members[name]
+	if m == nil || !m.Meta.Start.Equal(start) {
+		n.mu.Unlock()
+		return
+	}
+	old := m.State
+	switch m.State {
+	case StateAlive:
+		m.State = StateLeaving
+	case StateDead:
+		m.State = StateLeft
+	default:
+		n.mu.Unlock()
+		return
+	}
+	m.Meta.Leaving = true
+	m.Since = time.Now()
+	state := m.State
+	n.publishLocked()
+	subs := n.subsLocked(old == StateAlive)
+	n.mu.Unlock()
+	n.log.Info("member "+string(state), "member", name)
 	for _, ch := range subs {
 		select {
 		case ch <- struct{}{}:
@@ -570,6 +620,15 @@ func (d *delegate) NodeMeta(limit int) []byte {
 func (d *delegate) NotifyMsg(b []byte) {
 	d.n.metrics.gossipMsgs.WithLabelValues("received").Inc()
 	d.n.metrics.gossipBytes.WithLabelValues("received").Add(float64(len(b)))
+	if len(b) > 0 && b[0] == msgLeaving {
+		name, start, err := decodeLeaving(b)
+		if err != nil {
+			d.n.log.Debug("drop leaving message", "err", err)
+			return
+		}
+		d.n.markLeaving(name, start)
+		return
+	}
 	entries, err := decodeState(b)
 	if err != nil {
 		d.n.metrics.stateDropped.WithLabelValues("invalid").Inc()

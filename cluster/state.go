@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -23,6 +24,7 @@ const (
 const (
 	msgStateEntry  byte = 1 // one entry, broadcast
 	msgStateDigest byte = 2 // all entries, push/pull
+	msgLeaving     byte = 3 // a member announces its graceful stop
 )
 
 // entry is one versioned value. Between two entries for the same key the
@@ -275,3 +277,26 @@ func (b *stateBroadcast) Invalidates(o memberlist.Broadcast) bool {
 func (b *stateBroadcast) Name() string    { return b.key }
 func (b *stateBroadcast) Message() []byte { return b.msg }
 func (b *stateBroadcast) Finished()       {}
+
+// encodeLeaving announces that the member (name, start time) stops.
+func encodeLeaving(name string, start time.Time) []byte {
+	b := []byte{msgLeaving}
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	b = append(b, name...)
+	return binary.AppendVarint(b, start.UnixNano())
+}
+
+func decodeLeaving(b []byte) (string, time.Time, error) {
+	if len(b) == 0 || b[0] != msgLeaving {
+		return "", time.Time{}, errors.New("decode leaving: not a leaving message")
+	}
+	name, rest, err := readBytes(b[1:], 256)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("decode leaving: %w", err)
+	}
+	start, k := binary.Varint(rest)
+	if k <= 0 {
+		return "", time.Time{}, fmt.Errorf("decode leaving: %w", errShortState)
+	}
+	return string(name), time.Unix(0, start).UTC(), nil
+}
