@@ -116,7 +116,7 @@ td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f3f
 <h2>Mailboxes</h2><table><tr><th>component</th><th>queued</th><th>capacity</th></tr>
 {{range .Mailboxes}}<tr><td>{{.Name}}</td><td>{{.Len}}</td><td>{{.Cap}}</td></tr>{{end}}</table>
 {{if .Members}}<h2>Cluster</h2><table><tr><th>member</th><th>role</th><th>state</th><th>address</th></tr>
-{{range .Members}}<tr><td>{{.Name}}</td><td>{{.Meta.Role}}</td><td>{{.State}}</td><td>{{.Addr}}:{{.Port}}</td></tr>{{end}}</table>{{end}}
+{{range .Members}}<tr><td>{{.Name}}</td><td>{{.Meta.Role}}</td><td>{{.State}}</td><td>{{.Address}}</td></tr>{{end}}</table>{{end}}
 <p><a href="/metrics">/metrics</a> · <a href="/config">/config</a> · <a href="/cluster">/cluster</a> · <a href="/readyz">/readyz</a></p>
 </body></html>`))
 
@@ -195,20 +195,21 @@ func PrintMembers(ctx context.Context, w interface{ Write([]byte) (int, error) }
 	}
 	var view struct {
 		Members []struct {
-			Name, Addr, State string
-			Port              int
-			Meta              struct{ Role, Version string }
-			Since             time.Time
-		}
-		Leaders map[string]string
+			Name    string    `json:"name"`
+			Role    string    `json:"role"`
+			State   string    `json:"state"`
+			Address string    `json:"address"`
+			Version string    `json:"version"`
+			Since   time.Time `json:"since"`
+		} `json:"members"`
+		Leaders map[string]string `json:"leaders"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
 		return fmt.Errorf("decode /cluster: %w", err)
 	}
 	fmt.Fprintf(w, "%-24s %-8s %-8s %-22s %-12s %s\n", "NAME", "ROLE", "STATE", "ADDRESS", "VERSION", "SINCE")
 	for _, m := range view.Members {
-		fmt.Fprintf(w, "%-24s %-8s %-8s %-22s %-12s %s\n", m.Name, m.Meta.Role, m.State,
-			net.JoinHostPort(m.Addr, fmt.Sprint(m.Port)), m.Meta.Version, m.Since.Format(time.RFC3339))
+		fmt.Fprintf(w, "%-24s %-8s %-8s %-22s %-12s %s\n", m.Name, m.Role, m.State, m.Address, m.Version, m.Since.Format(time.RFC3339))
 	}
 	for duty, leader := range view.Leaders {
 		fmt.Fprintf(w, "leader of %s: %s\n", duty, leader)

@@ -109,17 +109,15 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 	}()
 
+	if !opts.NoCluster {
+		if rt.node, err = rt.newNode(); err != nil {
+			return err
+		}
+	}
 	rt.sys = actors.NewSystem(actors.Options{}, log, reg)
 	if err := rt.build(); err != nil {
 		_ = rt.sys.Stop(context.Background())
 		return err
-	}
-
-	if !opts.NoCluster {
-		if rt.node, err = rt.newNode(); err != nil {
-			_ = rt.sys.Stop(context.Background())
-			return err
-		}
 	}
 
 	admin, err := rt.newAdmin()
@@ -243,6 +241,7 @@ func (rt *runtime) newNode() (*cluster.Node, error) {
 	}
 	cfg.Meta.Version = rt.opts.Version
 	cfg.Meta.AdminEndpoint = rt.opts.AdminAddr
+	cfg.Meta.OTLPEndpoint = rt.otlpEndpoint()
 	cfg.Meta.Start = rt.started
 	cfg.Duties = []string{"k8s-events"}
 	n, err := cluster.New(cfg, rt.log.With("component", "cluster"), rt.reg)
@@ -250,6 +249,35 @@ func (rt *runtime) newNode() (*cluster.Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	return n, nil
+}
+
+// gatewayRoute names the OTLP endpoint of the gateway that owns key. A
+// member advertises only the port of its OTLP gRPC receiver when it
+// listens on every address; the gossip address supplies the host.
+func (rt *runtime) gatewayRoute(key string) (string, bool) {
+	m, ok := rt.node.OwnerMember(key, cluster.RoleGateway)
+	if !ok || m.Meta.OTLPEndpoint == "" {
+		return "", false
+	}
+	host, port, err := net.SplitHostPort(m.Meta.OTLPEndpoint)
+	if err != nil {
+		return "", false
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = m.Addr
+	}
+	return net.JoinHostPort(host, port), true
+}
+
+// otlpEndpoint is the gRPC endpoint of this member's first OTLP receiver,
+// advertised so agents can send to it.
+func (rt *runtime) otlpEndpoint() string {
+	for _, id := range sortedIDs(rt.plan.file.Receivers) {
+		if cfg, ok := rt.plan.settings[kindReceiver][id].(export.OTLPReceiverConfig); ok && cfg.Protocols.GRPC != nil {
+			return cfg.Protocols.GRPC.Endpoint
+		}
+	}
+	return ""
 }
 
 func splitHostPort(s string, defPort int) (string, int, error) {
@@ -501,6 +529,13 @@ func (rt *runtime) newSender(id config.ID, settings any) (export.Sender, export.
 	case export.OTLPExporterConfig:
 		ecfg.Retry = cfg.RetryOnFailure
 		ecfg.Consumers = cfg.SendingQueue.NumConsumers
+		if cfg.Endpoint == export.ClusterGateway {
+			if rt.node == nil {
+				return nil, ecfg, fmt.Errorf("endpoint %s needs the cluster (drop --no-cluster)", export.ClusterGateway)
+			}
+			s, err := export.NewBalancingSender(cfg, rt.gatewayRoute, log, reg)
+			return s, ecfg, err
+		}
 		s, err := export.NewOTLPSender(cfg, log, reg)
 		return s, ecfg, err
 	case export.OTLPHTTPExporterConfig:
