@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// logsExportMethod is the full gRPC method name of OTLP logs export.
+const logsExportMethod = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+// rawMsg is a protobuf message kept as its wire bytes. The sink counts the
+// log records of a request while grpc hands it the bytes, and answers with
+// an empty (= successful) ExportLogsServiceResponse.
+type rawMsg struct {
+	b       []byte
+	records int
+	err     error
+}
+
+// rawCodec moves rawMsg bytes unchanged. Named "proto" so that the content
+// subtype on the wire stays the standard one.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	m, ok := v.(*rawMsg)
+	if !ok {
+		return nil, fmt.Errorf("marshal %T: want *rawMsg", v)
+	}
+	return m.b, nil
+}
+
+// Unmarshal counts the records at once: grpc may reuse data afterwards.
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	m, ok := v.(*rawMsg)
+	if !ok {
+		return fmt.Errorf("unmarshal into %T: want *rawMsg", v)
+	}
+	m.records, m.err = countLogRecords(data)
+	m.b = nil
+	return nil
+}
+
+// countLogRecords walks an ExportLogsServiceRequest in wire format and
+// returns its number of log records, without building pdata:
+// resource_logs (1) → scope_logs (2) → log_records (2).
+func countLogRecords(b []byte) (int, error) {
+	n := 0
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, rl []byte) error {
+		if num != 1 || typ != protowire.BytesType {
+			return nil
+		}
+		return eachField(rl, func(num protowire.Number, typ protowire.Type, sl []byte) error {
+			if num != 2 || typ != protowire.BytesType {
+				return nil
+			}
+			return eachField(sl, func(num protowire.Number, typ protowire.Type, _ []byte) error {
+				if num == 2 && typ == protowire.BytesType {
+					n++
+				}
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// eachField calls fn for every field of one message level; v is the
+// payload of length-delimited fields and nil for the others.
+func eachField(b []byte, fn func(protowire.Number, protowire.Type, []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("parse tag: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v []byte
+		if typ == protowire.BytesType {
+			v, n = protowire.ConsumeBytes(b)
+		} else {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return fmt.Errorf("parse field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if err := fn(num, typ, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sink is the OTLP gRPC logs server every system under test exports to.
+// It counts records and requests and notes when a target count is reached.
+type sink struct {
+	log      *slog.Logger
+	ln       net.Listener
+	srv      *grpc.Server
+	records  atomic.Int64
+	requests atomic.Int64
+	bad      atomic.Int64
+
+	mu      sync.Mutex
+	target  int64
+	reached chan struct{}
+	at      time.Time
+}
+
+// newSink listens on a free loopback port; serve starts answering.
+func newSink(log *slog.Logger) (*sink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for sink: %w", err)
+	}
+	s := &sink{log: log, ln: ln, reached: make(chan struct{})}
+	s.srv = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(256<<20))
+	s.srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "opentelemetry.proto.collector.logs.v1.LogsService",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Export",
+			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				var m rawMsg
+				if err := dec(&m); err != nil {
+					return nil, err
+				}
+				s.requests.Add(1)
+				if m.err != nil {
+					s.bad.Add(1)
+					s.log.Warn("sink got an unparsable request", "err", m.err)
+				}
+				s.add(int64(m.records))
+				return &rawMsg{}, nil
+			},
+		}},
+	}, nil)
+	return s, nil
+}
+
+func (s *sink) addr() string { return s.ln.Addr().String() }
+
+// serve runs the server until stop; it returns when the server has stopped.
+func (s *sink) serve() error {
+	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve sink: %w", err)
+	}
+	return nil
+}
+
+func (s *sink) stop() { s.srv.Stop() }
+
+// expect resets the counters and arms the channel that closes when n
+// records have arrived.
+func (s *sink) expect(n int64) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records.Store(0)
+	s.requests.Store(0)
+	s.bad.Store(0)
+	s.target = n
+	s.reached = make(chan struct{})
+	s.at = time.Time{}
+	return s.reached
+}
+
+func (s *sink) add(n int64) {
+	total := s.records.Add(n)
+	s.mu.Lock()
+	if s.target > 0 && total >= s.target && s.at.IsZero() {
+		s.at = time.Now()
+		close(s.reached)
+	}
+	s.mu.Unlock()
+}
+
+// reachedAt is when the target was reached (zero if not yet).
+func (s *sink) reachedAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.at
+}
