@@ -126,6 +126,9 @@ func newSink(log *slog.Logger) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for sink: %w", err)
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := &sink{log: log, ln: ln, reached: make(chan struct{})}
 	s.srv = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(256<<20))
 	s.srv.RegisterService(&grpc.ServiceDesc{
