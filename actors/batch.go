@@ -49,6 +49,11 @@ type Batch struct {
 	Logs    plog.Logs
 	Metrics pmetric.Metrics
 	Traces  ptrace.Traces
+	// Raw, when set, is the OTLP protobuf export request the payload was
+	// decoded from, unchanged. The WAL writer stores it instead of
+	// encoding the payload again. A stage that changes the payload must
+	// clear it (Processor does so before calling its func).
+	Raw []byte
 }
 
 // LogsBatch wraps logs in a Batch.
@@ -76,7 +81,7 @@ func (b Batch) Items() int {
 // Clone returns a deep copy, for fan-out to a second consumer that may
 // change the payload.
 func (b Batch) Clone() Batch {
-	c := Batch{Signal: b.Signal}
+	c := Batch{Signal: b.Signal, Raw: b.Raw} // Raw is never written to, so it can be shared
 	switch b.Signal {
 	case SignalLogs:
 		c.Logs = plog.NewLogs()

@@ -39,6 +39,7 @@ type Processor struct {
 
 // Consume implements Stage.
 func (p Processor) Consume(ctx context.Context, env *Envelope, emit Emit) {
+	env.Batch.Raw = nil // the func may change the payload
 	if err := p.Fn(ctx, env.Batch); err != nil {
 		env.Ack.Done(err)
 		return

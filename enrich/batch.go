@@ -63,10 +63,14 @@ type Batch struct {
 
 	pending      actors.Batch
 	pendingItems int
-	acks         []*actors.Ack
-	extra        []actors.KV
-	origin       string
-	since        time.Time
+	// raw is the concatenation of the merged envelopes' encoded requests
+	// (concatenated protobuf messages of one type are one message with the
+	// repeated fields appended); nil as soon as one envelope has none.
+	raw    []byte
+	acks   []*actors.Ack
+	extra  []actors.KV
+	origin string
+	since  time.Time
 }
 
 // NewBatch validates cfg and returns the stage. queued reports how many
@@ -98,6 +102,11 @@ func (b *Batch) Consume(ctx context.Context, env *actors.Envelope, emit actors.E
 		b.pending = env.Batch.Empty()
 		b.origin = env.Origin
 		b.since = time.Now()
+		b.raw = env.Batch.Raw
+	} else if b.raw != nil && env.Batch.Raw != nil {
+		b.raw = append(b.raw[:len(b.raw):len(b.raw)], env.Batch.Raw...)
+	} else {
+		b.raw = nil
 	}
 	env.Batch.MoveTo(b.pending)
 	b.pendingItems += n
@@ -143,8 +152,9 @@ func (b *Batch) flush(emit actors.Emit) {
 			}
 		})
 	}
+	b.pending.Raw = b.raw
 	env := &actors.Envelope{Batch: b.pending, Origin: b.origin, Ack: ack, Extra: b.extra}
-	b.pending, b.pendingItems, b.acks, b.extra = actors.Batch{}, 0, nil, nil
+	b.pending, b.pendingItems, b.acks, b.extra, b.raw = actors.Batch{}, 0, nil, nil, nil
 	if err := emit(env); err != nil {
 		ack.Done(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/obs-dev/obs/actors"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 )
 
 func logsEnv(n int) *actors.Envelope {
@@ -126,4 +127,46 @@ func TestMemoryLimiterConfig(t *testing.T) {
 	m, err := NewMemoryLimiter("m", MemoryLimiterConfig{CheckInterval: time.Second, LimitPercentage: 80, SpikeLimitPercentage: 15}, nil, nil)
 	require.NoError(t, err)
 	require.Greater(t, m.hard, m.soft)
+}
+
+func TestBatchKeepsRawConcatenation(t *testing.T) {
+	enc := func(e *actors.Envelope) []byte {
+		b, err := plogotlpRequest(e.Batch.Logs)
+		require.NoError(t, err)
+		return b
+	}
+	queued := 1
+	b, err := NewBatch(BatchConfig{SendBatchSize: 100}, func() int { return queued }, nil)
+	require.NoError(t, err)
+	var out collect
+	e1, e2 := logsEnv(2), logsEnv(3)
+	e1.Batch.Raw, e2.Batch.Raw = enc(e1), enc(e2)
+	b.Consume(context.Background(), e1, out.emit)
+	queued = 0
+	b.Consume(context.Background(), e2, out.emit)
+	require.Len(t, out.envs, 1)
+	raw := out.envs[0].Batch.Raw
+	require.NotNil(t, raw)
+	got, err := decodeLogsRequest(raw)
+	require.NoError(t, err)
+	require.Equal(t, 5, got.LogRecordCount(), "concatenated requests decode to every record")
+
+	// One envelope without Raw: the merged batch has none either.
+	queued = 1
+	e3, e4 := logsEnv(1), logsEnv(1)
+	e3.Batch.Raw = enc(e3)
+	b.Consume(context.Background(), e3, out.emit)
+	queued = 0
+	b.Consume(context.Background(), e4, out.emit)
+	require.Nil(t, out.envs[1].Batch.Raw)
+}
+
+func plogotlpRequest(l plog.Logs) ([]byte, error) {
+	return plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+}
+
+func decodeLogsRequest(b []byte) (plog.Logs, error) {
+	r := plogotlp.NewExportRequest()
+	err := r.UnmarshalProto(b)
+	return r.Logs(), err
 }

@@ -19,9 +19,12 @@ import (
 // one valid request (repeated fields append), which lets an exporter merge
 // queued entries without decoding them.
 func encodePayload(b actors.Batch) ([]byte, error) {
-	p, err := encodeProto(b)
-	if err != nil {
-		return nil, err
+	p := b.Raw
+	if p == nil {
+		var err error
+		if p, err = encodeProto(b); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]byte, 0, len(p)+1)
 	out = append(out, byte(b.Signal))

@@ -114,6 +114,7 @@ func (h *grpcExport) handle(ctx context.Context, dec func(any) error) *status.St
 	if err != nil {
 		return status.New(codes.InvalidArgument, err.Error())
 	}
+	b.Raw = raw
 	res, after, err := h.r.consume(ctx, "grpc", h.consume, b)
 	switch res {
 	case consumeOK:

@@ -118,6 +118,9 @@ func (h *httpExport) handle(w http.ResponseWriter, req *http.Request) (json bool
 	if err != nil {
 		return json, &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	}
+	if !json {
+		b.Raw = body
+	}
 	res, after, err := h.r.consume(ctx, "http", h.consume, b)
 	switch res {
 	case consumeOK:
