@@ -27,6 +27,9 @@ import (
 // subtree; and a scalar that was exactly one ${...} reference is accepted
 // for int, uint, float and bool fields, as the Collector types it.
 func Decode(c *Component, out any) error {
+	if c == nil {
+		return fmt.Errorf("decode component: nil component")
+	}
 	rv := reflect.ValueOf(out)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("decode component %s: out must be a non-nil pointer", c.ID)
@@ -109,6 +112,11 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	if isNull(n) {
+		// As in the Collector, a present but empty section ("grpc:")
+		// turns the section on with its defaults.
+		if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct && v.IsNil() {
+			v.Set(reflect.New(t.Elem()))
+		}
 		return
 	}
 	switch t {
@@ -135,6 +143,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		if v.IsNil() {
 			v.Set(reflect.New(t.Elem()))
 		}
+		delete(d.active, n) // the pointee is the same node, not a cycle
 		d.value(n, v.Elem(), path)
 	case reflect.Interface:
 		if t.NumMethod() != 0 {

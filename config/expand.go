@@ -14,7 +14,7 @@ type expander struct {
 	file  string
 	opts  Options
 	errs  *Errors
-	warns *[]string
+	warns *Errors
 	// whole records scalars that were exactly one ${...} reference; Decode
 	// lets those stand for ints, bools and floats, as the Collector types them.
 	whole map[*yaml.Node]bool
@@ -48,7 +48,7 @@ func (x *expander) walk(n *yaml.Node, path string) {
 		for _, p := range probs {
 			e := &Error{File: x.file, Line: n.Line, Column: n.Column, Path: path, Msg: p.msg}
 			if p.warn {
-				*x.warns = append(*x.warns, e.Error())
+				*x.warns = append(*x.warns, e)
 				continue
 			}
 			*x.errs = append(*x.errs, e)

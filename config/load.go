@@ -87,7 +87,7 @@ type File struct {
 	Cluster                                                  ClusterSection
 	WAL                                                      WALSection
 	// Warnings are problems that do not stop a load, each formatted like
-	// an Error ("FILE:LINE: PATH: MSG"): unused components, ignored
+	// an Error ("FILE:LINE: PATH: MSG") and sorted by line: unused components, ignored
 	// extensions and telemetry settings, unset variables in lenient mode.
 	Warnings []string
 	// Root is the expanded document; see Redacted.
@@ -142,6 +142,10 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 		whole: map[*yaml.Node]bool{},
 	}
 	p.parse(data, opts.withDefaults())
+	p.warns.sort()
+	for _, w := range p.warns {
+		p.f.Warnings = append(p.f.Warnings, w.Error())
+	}
 	return p.f, p.errs.errOrNil()
 }
 
@@ -162,6 +166,7 @@ type parser struct {
 	file  string
 	f     *File
 	errs  Errors
+	warns Errors
 	whole map[*yaml.Node]bool
 }
 
@@ -170,7 +175,7 @@ func (p *parser) fail(n *yaml.Node, path, msg string) {
 }
 
 func (p *parser) warn(line int, path, msg string) {
-	p.f.Warnings = append(p.f.Warnings, (&Error{File: p.file, Line: line, Path: path, Msg: msg}).Error())
+	p.warns = append(p.warns, &Error{File: p.file, Line: line, Path: path, Msg: msg})
 }
 
 func (p *parser) parse(data []byte, opts Options) {
@@ -194,7 +199,7 @@ func (p *parser) parse(data []byte, opts Options) {
 		return // a cyclic alias would make the walks below loop
 	}
 	p.merges(root, "", map[*yaml.Node]bool{})
-	x := &expander{file: p.file, opts: opts, errs: &p.errs, warns: &p.f.Warnings, whole: p.whole, seen: map[*yaml.Node]bool{}}
+	x := &expander{file: p.file, opts: opts, errs: &p.errs, warns: &p.warns, whole: p.whole, seen: map[*yaml.Node]bool{}}
 	x.walk(root, "")
 
 	var service *yaml.Node
@@ -761,7 +766,7 @@ func (p *parser) telemetry(n *yaml.Node) {
 				continue
 			}
 			if pulls++; pulls > 1 {
-				p.warn(0, rpath, "ignored: obs serves one prometheus pull reader")
+				p.warn(nodeAt(n, rpath).Line, rpath, "ignored: obs serves one prometheus pull reader")
 				continue
 			}
 			prom := r.Pull.Exporter.Prometheus
@@ -782,9 +787,14 @@ func (p *parser) telemetry(n *yaml.Node) {
 	}
 }
 
-// failAt reports at the node found by following path's keys down from n's
-// section (path starts with "service.telemetry"); it falls back to n.
+// failAt reports at nodeAt(n, path).
 func (p *parser) failAt(n *yaml.Node, path, msg string) {
+	p.fail(nodeAt(n, path), path, msg)
+}
+
+// nodeAt follows path's keys and [i] indexes down from n, the
+// service.telemetry section; it stops at the deepest node found.
+func nodeAt(n *yaml.Node, path string) *yaml.Node {
 	at := n
 	keys := strings.Split(strings.TrimPrefix(path, "service.telemetry."), ".")
 	for _, key := range keys {
@@ -807,7 +817,7 @@ func (p *parser) failAt(n *yaml.Node, path, msg string) {
 			at = resolveAlias(at.Content[i])
 		}
 	}
-	p.fail(at, path, msg)
+	return at
 }
 
 // unmarshalNode parses YAML into a node; a panic in the parser on hostile

@@ -363,8 +363,8 @@ service:
 	require.Equal(t, []ID{{Type: "zpages"}}, f.ServiceExtensions)
 	require.Equal(t, "0.0.0.0:8888", f.Telemetry.MetricsAddr)
 	require.Equal(t, []string{
-		`obs.yaml:16: service.extensions: extension "zpages" is ignored: obs serves health, status and profiles on its admin port`,
 		"obs.yaml:4: receivers.prometheus/unused: defined but not used in any pipeline",
+		`obs.yaml:16: service.extensions: extension "zpages" is ignored: obs serves health, status and profiles on its admin port`,
 	}, f.Warnings)
 }
 
@@ -526,4 +526,29 @@ func TestParseByteSize(t *testing.T) {
 	}
 	require.Equal(t, "512MiB", ByteSize(512<<20).String())
 	require.Equal(t, "1000B", ByteSize(1000).String())
+}
+
+func TestTelemetry(t *testing.T) {
+	f, err := Parse("obs.yaml", doc(`
+receivers: {otlp: }
+exporters: {debug: }
+service:
+  pipelines: {logs: {receivers: [otlp], exporters: [debug]}}
+  telemetry:
+    logs: {level: DEBUG, encoding: json}
+    metrics:
+      level: detailed
+      readers:
+        - periodic: {exporter: {otlp: {endpoint: x}}}
+        - pull: {exporter: {prometheus: {host: "::1", port: "${env:PORT}"}}}
+        - pull: {exporter: {prometheus: {host: 127.0.0.1, port: 9999}}}
+    traces: {level: basic}
+`), Options{LookupEnv: envOf(map[string]string{"PORT": "8888"})})
+	require.NoError(t, err)
+	require.Equal(t, Telemetry{MetricsAddr: "[::1]:8888", MetricsLevel: "detailed", LogsLevel: "debug"}, f.Telemetry)
+	require.Equal(t, []string{
+		"obs.yaml:10: service.telemetry.metrics.readers[0].periodic: ignored by obs: only pull readers are served",
+		"obs.yaml:12: service.telemetry.metrics.readers[2]: ignored: obs serves one prometheus pull reader",
+		"obs.yaml:13: service.telemetry.traces: ignored by obs",
+	}, f.Warnings)
 }
