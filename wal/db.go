@@ -368,6 +368,9 @@ func (db *DB) update(fn func(txn *badger.Txn) error) error {
 // Appends wait for Run; Run may be called once.
 func (db *DB) Run(ctx context.Context) error {
 	if !db.ran.CompareAndSwap(false, true) {
+		if db.closedErr() != nil {
+			return fmt.Errorf("run wal: %w", ErrClosed)
+		}
 		return errors.New("run wal: already running or ran")
 	}
 	defer close(db.runDone)
