@@ -11,11 +11,12 @@ import (
 
 // Key spaces. Every key starts with one of these bytes.
 const (
-	prefixEntry = 'q' // [q][queue id u32][seq u64] -> entry value
-	prefixDead  = 'd' // [d][queue id u32][seq u64] -> dead value
-	prefixName  = 'n' // [n][queue name]            -> queue id u32
-	prefixHigh  = 'h' // [h][queue id u32]          -> highest seq ever assigned u64
-	prefixKV    = 'k' // [k][user key]              -> user value (checkpoints)
+	prefixEntry   = 'q' // [q][queue id u32][seq u64] -> entry value
+	prefixDead    = 'd' // [d][queue id u32][seq u64] -> dead value
+	prefixName    = 'n' // [n][queue name]            -> queue id u32
+	prefixHigh    = 'h' // [h][queue id u32]          -> highest seq ever assigned u64
+	prefixKV      = 'k' // [k][user key]              -> user value (checkpoints)
+	prefixScratch = 'z' // [z]                      -> written and dropped to force a memtable flush
 )
 
 const (

@@ -243,6 +243,7 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 		del(seqKey(prefixEntry, d.q.id, d.seq))
 	}
 	start := time.Now()
+	db.writeMu.RLock()
 	before := db.syncErrs.Load()
 	if err == nil {
 		err = txn.Commit()
@@ -250,6 +251,7 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 			err = errors.New("sync value log: failed (reported by badger)")
 		}
 	}
+	db.writeMu.RUnlock()
 	m := db.metrics
 	m.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {

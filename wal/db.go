@@ -103,6 +103,10 @@ type DB struct {
 	byID   map[uint32]*Queue
 	nextID uint32
 
+	// writeMu is held shared by every write and exclusively while badger
+	// blocks writes (flushMemtable).
+	writeMu sync.RWMutex
+
 	reqCh   chan *request // unbuffered: a send succeeds only when the committer takes it
 	delMu   sync.Mutex
 	dels    []pendingDelete
@@ -352,6 +356,8 @@ func (db *DB) usable() error {
 // update runs a synced badger update and fails it if badger reported a
 // value-log sync failure meanwhile (badger only logs those).
 func (db *DB) update(fn func(txn *badger.Txn) error) error {
+	db.writeMu.RLock()
+	defer db.writeMu.RUnlock()
 	before := db.syncErrs.Load()
 	err := db.bdb.Update(fn)
 	if err == nil && db.syncErrs.Load() != before {
@@ -396,18 +402,54 @@ func (db *DB) Run(ctx context.Context) error {
 	return nil
 }
 
+// reclaimSlack is how much more value-log disk than live bytes is tolerated
+// before the GC loop forces a memtable flush (the active value-log file,
+// 64 MiB, can never be collected).
+const reclaimSlack = 96 << 20
+
 func (db *DB) gcLoop(ctx context.Context) {
 	t := time.NewTimer(db.cfg.GCInterval)
 	defer t.Stop()
+	var lastFlush time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		db.runGC(ctx, 64)
+		if db.runGC(ctx, 64) == 0 && time.Since(lastFlush) >= 10*db.cfg.GCInterval {
+			// Value-log GC only sees deletes once their keys left the
+			// memtable and were compacted. When little is written, the
+			// memtable never fills: flush it when the value log holds far
+			// more than the queues do.
+			if _, vlog, _ := diskUsage(db.cfg.Dir); vlog > db.used.Load()+reclaimSlack {
+				lastFlush = time.Now()
+				if err := db.flushMemtable(); err != nil {
+					db.log.Warn("wal flush memtable for gc", "err", err)
+				} else {
+					db.runGC(ctx, 64)
+				}
+			}
+		}
 		t.Reset(db.cfg.GCInterval)
 	}
+}
+
+// flushMemtable makes badger flush its memtable and compact level 0, the
+// only public way being DropPrefix of a key that exists. Writes are blocked
+// meanwhile, so commits wait on writeMu instead of failing.
+func (db *DB) flushMemtable() error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if err := db.bdb.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte{prefixScratch}, []byte{1})
+	}); err != nil {
+		return fmt.Errorf("flush wal memtable: %w", err)
+	}
+	if err := db.bdb.DropPrefix([]byte{prefixScratch}); err != nil {
+		return fmt.Errorf("flush wal memtable: %w", err)
+	}
+	return nil
 }
 
 // runGC rewrites value-log files until badger has nothing to rewrite,
@@ -456,6 +498,8 @@ func (db *DB) flushDeletes() error {
 	if len(dels) == 0 {
 		return nil
 	}
+	db.writeMu.RLock()
+	defer db.writeMu.RUnlock()
 	wb := db.bdb.NewWriteBatch()
 	for _, d := range dels {
 		if err := wb.Delete(seqKey(prefixEntry, d.q.id, d.seq)); err != nil {
