@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -199,6 +200,21 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// SplitAddr parses a --cluster-bind or --cluster-advertise value:
+// "HOST:PORT", ":PORT" (any address) or "HOST" (defaultPort).
+func SplitAddr(s string, defaultPort int) (string, int, error) {
+	host, portText, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: the whole value is the host (IPv6 literals included).
+		host, portText = strings.Trim(s, "[]"), strconv.Itoa(defaultPort)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("parse address %q: bad port %q", s, portText)
+	}
+	return host, port, nil
+}
+
 // joinTarget is one --join entry split into host and port.
 type joinTarget struct {
 	host string
@@ -239,6 +255,9 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.Name = c.NodeName
 	mc.BindAddr = c.BindAddr
+	if mc.BindAddr == "" {
+		mc.BindAddr = "0.0.0.0"
+	}
 	mc.BindPort = c.BindPort
 	mc.AdvertiseAddr = c.AdvertiseAddr
 	mc.AdvertisePort = c.AdvertisePort

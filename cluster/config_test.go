@@ -98,3 +98,32 @@ func TestRoleHas(t *testing.T) {
 	require.False(t, RoleAgent.has(RoleGateway))
 	require.True(t, RoleAgent.has(RoleAll))
 }
+
+func TestSplitAddr(t *testing.T) {
+	tests := []struct {
+		in   string
+		host string
+		port int
+		err  bool
+	}{
+		{":7946", "", 7946, false},
+		{"0.0.0.0:8000", "0.0.0.0", 8000, false},
+		{"10.1.2.3", "10.1.2.3", 7946, false},
+		{"[::1]:9000", "::1", 9000, false},
+		{"::1", "::1", 7946, false},
+		{"host:http", "", 0, true},
+		{"host:70000", "", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			host, port, err := SplitAddr(tc.in, DefaultPort)
+			if tc.err {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.host, host)
+			require.Equal(t, tc.port, port)
+		})
+	}
+}

@@ -225,6 +225,9 @@ func (n *Node) leave(ml *memberlist.Memberlist) {
 		n.meta, n.metaBuf = meta, buf
 	}
 	n.mu.Unlock()
+	// Give up ownership here first, then tell the others: a duty is never
+	// led by this member and its successor at the same time.
+	n.markLeaving(n.cfg.NodeName, meta.Start)
 	// The metadata update spreads by gossip and can lose the race with the
 	// leave message itself, so also tell every member directly.
 	msg := encodeLeaving(n.cfg.NodeName, meta.Start)
@@ -256,9 +259,8 @@ func (n *Node) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	defer cancel()
 	const minBackoff, maxBackoff = time.Second, 30 * time.Second
 	backoff := minBackoff
-	next := time.Now()
-	var never time.Time
-	timer := time.NewTimer(0)
+	next := time.Now() // zero: no attempt scheduled
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		if !next.IsZero() && !time.Now().Before(next) {
@@ -266,12 +268,12 @@ func (n *Node) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 			if ctx.Err() != nil {
 				return
 			}
+			next = time.Time{}
 			if n.alone() {
 				next = time.Now().Add(backoff)
 				backoff = min(2*backoff, maxBackoff)
 			} else {
 				backoff = minBackoff
-				next = never
 				if n.cfg.RejoinInterval > 0 {
 					next = time.Now().Add(n.cfg.RejoinInterval)
 				}
@@ -279,7 +281,7 @@ func (n *Node) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 		}
 		var wait <-chan time.Time
 		if !next.IsZero() {
-			timer.Reset(time.Until(next))
+			timer.Reset(time.Until(next)) // Go ≥ 1.23: Reset drops a stale tick
 			wait = timer.C
 		}
 		select {
@@ -287,12 +289,6 @@ func (n *Node) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 			return
 		case <-wait:
 		case <-changed:
-			if !timer.Stop() && wait != nil {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
 			if n.alone() && (next.IsZero() || time.Until(next) > backoff) {
 				next = time.Now().Add(backoff)
 			}
@@ -311,6 +307,16 @@ func (n *Node) joinOnce(ctx context.Context, ml *memberlist.Memberlist) {
 	targets, _ := joinTargets(n.cfg.Join, port) // validated in New
 	self := ml.LocalNode().Address()
 	var addrs []string
+	// When not alone, join only addresses that are no known member: that
+	// heals partitions without a push/pull with every peer each time.
+	known := map[string]bool{self: true}
+	if !n.alone() {
+		for _, m := range n.Members() {
+			if m.State == StateAlive || m.State == StateLeaving {
+				known[m.Address()] = true
+			}
+		}
+	}
 	for _, t := range targets {
 		ips, err := net.DefaultResolver.LookupHost(ctx, t.host)
 		if err != nil {
@@ -321,14 +327,16 @@ func (n *Node) joinOnce(ctx context.Context, ml *memberlist.Memberlist) {
 			continue
 		}
 		for _, ip := range ips {
-			if a := net.JoinHostPort(ip, t.port); a != self {
+			if a := net.JoinHostPort(ip, t.port); !known[a] {
 				addrs = append(addrs, a)
 			}
 		}
 	}
 	if len(addrs) == 0 {
-		n.metrics.joins.WithLabelValues("error").Inc()
-		n.log.Debug("join cluster: no address to join yet", "join", n.cfg.Join)
+		if n.alone() {
+			n.metrics.joins.WithLabelValues("error").Inc()
+			n.log.Debug("join cluster: no address to join yet", "join", n.cfg.Join)
+		}
 		return
 	}
 	k, err := ml.Join(addrs)
@@ -564,14 +572,18 @@ func (n *Node) subsLocked(changed bool) []chan struct{} {
 // publishLocked rebuilds the owner rings and gauges from n.members.
 func (n *Node) publishLocked() {
 	var gw, ag, all []Member
-	n.metrics.members.Reset()
+	type roleState struct {
+		role  Role
+		state State
+	}
+	counts := make(map[roleState]int)
 	for _, r := range []Role{RoleAgent, RoleGateway, RoleAll} {
 		for _, s := range []State{StateAlive, StateLeaving, StateDead, StateLeft} {
-			n.metrics.members.WithLabelValues(string(r), string(s))
+			counts[roleState{r, s}] = 0
 		}
 	}
 	for _, m := range n.members {
-		n.metrics.members.WithLabelValues(string(m.Meta.Role), string(m.State)).Inc()
+		counts[roleState{m.Meta.Role, m.State}]++
 		if m.State != StateAlive {
 			continue
 		}
@@ -582,6 +594,9 @@ func (n *Node) publishLocked() {
 		if m.Meta.Role.has(RoleAgent) {
 			ag = append(ag, *m)
 		}
+	}
+	for rs, c := range counts {
+		n.metrics.members.WithLabelValues(string(rs.role), string(rs.state)).Set(float64(c))
 	}
 	v := &view{gateway: newRing(gw), agent: newRing(ag), any: newRing(all)}
 	n.view.Store(v)
