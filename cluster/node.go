@@ -237,7 +237,10 @@ func (n *Node) leave(ml *memberlist.Memberlist) {
 		}
 		if err := ml.SendBestEffort(m, msg); err != nil {
 			n.log.Debug("announce leaving", "member", m.Name, "err", err)
+			continue
 		}
+		n.metrics.gossipMsgs.WithLabelValues("sent").Inc()
+		n.metrics.gossipBytes.WithLabelValues("sent").Add(float64(len(msg)))
 	}
 	if err := ml.UpdateNode(timeout / 2); err != nil {
 		n.log.Warn("announce leaving", "err", err)
