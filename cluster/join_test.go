@@ -162,3 +162,15 @@ func TestRunTwice(t *testing.T) {
 	tn := startNode(t, testConfig("twice", "127.0.0.60"))
 	require.ErrorContains(t, tn.Run(t.Context()), "already started")
 }
+
+func TestRunBindError(t *testing.T) {
+	cfg := testConfig("nobind", "192.0.2.1") // TEST-NET-1: not a local address
+	n, err := New(cfg, nil, nil)
+	require.NoError(t, err)
+	require.ErrorContains(t, n.Run(t.Context()), "start gossip on 192.0.2.1:0")
+	select {
+	case <-n.Ready():
+		t.Fatal("ready must stay open when the listener failed")
+	default:
+	}
+}

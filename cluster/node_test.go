@@ -269,6 +269,13 @@ func TestLoopbackCluster(t *testing.T) {
 		require.Equal(t, StateDead, stateOf(n.Node, victim.Name()), "seen by %s", n.Name())
 	}
 	require.Equal(t, 1, selfLeaders(survivors, duty))
+	probeFailures, leaderFlags := 0.0, 0.0
+	for _, n := range survivors {
+		probeFailures += testutil.ToFloat64(n.metrics.probeFailures)
+		leaderFlags += testutil.ToFloat64(n.metrics.leader.WithLabelValues(duty))
+	}
+	require.Positive(t, probeFailures, "the crash must show up as failed probes")
+	require.Equal(t, 1.0, leaderFlags, "exactly one obs_cluster_leader flag set")
 
 	// Stop the leader gracefully: seen as "left", and a new leader takes over.
 	var leaderNode *testNode
