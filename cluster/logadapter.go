@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ type mlLogWriter struct {
 	metrics *metrics
 	limit   *rateLimiter
 }
+
+var _ io.Writer = (*mlLogWriter)(nil)
 
 // Decryption failures, seen from the receiving side (packet or stream) and
 // from a joiner that cannot read the answer.
