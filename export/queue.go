@@ -126,6 +126,10 @@ type ExporterConfig struct {
 	BatchSize int
 	// MaxBatchSize: upper bound on a merged send; 0 = BatchSize*2.
 	MaxBatchSize int
+	// MaxBatchBytes: upper bound on a merged request's size (default
+	// 3 MiB), below the 4 MiB that gRPC servers, the Collector's among
+	// them, accept by default.
+	MaxBatchBytes int
 	// Timeout: how long a partial batch waits for more entries (200ms).
 	Timeout time.Duration
 	Retry   RetryConfig
@@ -184,6 +188,9 @@ func NewExporter(id string, q *wal.Queue, s Sender, cfg ExporterConfig, m *expor
 	}
 	if cfg.MaxBatchSize <= 0 {
 		cfg.MaxBatchSize = 2 * cfg.BatchSize
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 3 << 20
 	}
 	if cfg.Timeout < 0 {
 		cfg.Timeout = 0
@@ -244,7 +251,7 @@ func (e *Exporter) consume(ctx context.Context) {
 				e.deadLetter(next.Seq, 0, next.Records, "undecodable payload: "+derr.Error())
 				continue
 			}
-			if s != p.signal || p.records+next.Records > e.cfg.MaxBatchSize {
+			if s != p.signal || p.records+next.Records > e.cfg.MaxBatchSize || len(p.body)+len(body) > e.cfg.MaxBatchBytes {
 				carry = &next
 				break
 			}
