@@ -44,15 +44,13 @@ func loadPlan(path string, role Role, dataDir string, lenient bool, lookup func(
 	} else {
 		f, err = config.Load(path, opts)
 	}
-	if err != nil {
-		var errs config.Errors
-		if errors.As(err, &errs) || f == nil {
-			return &plan{file: f}, dest, err
-		}
+	// Structural errors do not stop the component checks below, so one
+	// run reports every problem of the file.
+	var errs config.Errors
+	if err != nil && (f == nil || !errors.As(err, &errs)) {
 		return &plan{file: f}, dest, err
 	}
 	p := &plan{file: f, settings: map[kind]map[config.ID]any{}, signal: map[config.PipelineID]actors.Signal{}}
-	var errs config.Errors
 	fail := func(line int, path, format string, args ...any) {
 		errs = append(errs, &config.Error{File: f.Path, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 	}

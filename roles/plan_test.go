@@ -154,3 +154,11 @@ func TestParseRole(t *testing.T) {
 	_, err := ParseRole("collector")
 	require.ErrorContains(t, err, "want agent, gateway or all")
 }
+
+func TestPlanReportsStructureAndTypeErrorsTogether(t *testing.T) {
+	body := "receivers:\n  otlp:\n    protocols: {grpc: {}}\nexporters:\n  otlpx: {}\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [otlpx, missing]\n"
+	_, _, err := loadPlan(writeConfig(t, body), All, t.TempDir(), false, nil)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `:5: exporters.otlpx: unknown exporter type "otlpx"`)
+	require.Contains(t, err.Error(), `"missing" is not defined`)
+}
