@@ -63,9 +63,14 @@ func kvKey(k []byte) []byte { return append([]byte{prefixKV}, k...) }
 
 // encodeEntry builds the stored value: header followed by the payload,
 // s2-compressed unless compression does not make it smaller.
-func encodeEntry(payload []byte, records int, appended time.Time) []byte {
+// buf is reused if it is large enough.
+func encodeEntry(buf, payload []byte, records int, appended time.Time) []byte {
 	bound := s2.MaxEncodedLen(len(payload))
-	buf := make([]byte, headerLen+max(bound, len(payload)))
+	if need := headerLen + max(bound, len(payload)); cap(buf) < need {
+		buf = make([]byte, need)
+	} else {
+		buf = buf[:need]
+	}
 	codec := codecS2
 	body := s2.Encode(buf[headerLen:headerLen], payload)
 	if len(body) >= len(payload) {

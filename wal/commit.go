@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -36,7 +37,23 @@ type encItem struct {
 	value   []byte
 	records int
 	seq     uint64 // assigned by the committer
+	pooled  bool   // value's array goes back to db.bufs once committed
 }
+
+// recycle returns the encode buffers of a finished request to the pool;
+// badger has copied the values by the time a commit completes.
+func (db *DB) recycle(r *request) {
+	for i := range r.items {
+		if it := &r.items[i]; it.pooled && cap(it.value) <= maxPooledBuf {
+			b := it.value[:0]
+			db.bufs.Put(&b)
+			it.value = nil
+		}
+	}
+}
+
+// maxPooledBuf keeps unusually large buffers out of the pool.
+const maxPooledBuf = 8 << 20
 
 // Append writes every item, and the extra key/values, in one transaction:
 // all or none. It returns after the commit is durable (fsync). Concurrent
@@ -50,6 +67,13 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 	if err := db.usable(); err != nil {
 		return fmt.Errorf("append %d items to wal: %w", len(items), err)
 	}
+	db.preparing.Add(1)
+	sent := false
+	defer func() {
+		if !sent {
+			db.preparing.Add(-1)
+		}
+	}()
 	now := time.Now()
 	r := &request{err: make(chan error, 1)}
 	r.items = make([]encItem, 0, len(items))
@@ -61,8 +85,12 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 		if it.Records < 0 {
 			return fmt.Errorf("append to wal: item %d: negative records %d", i, it.Records)
 		}
-		v := encodeEntry(it.Payload, it.Records, now)
-		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records})
+		var buf []byte
+		if bp, ok := db.bufs.Get().(*[]byte); ok {
+			buf = *bp
+		}
+		v := encodeEntry(buf, it.Payload, it.Records, now)
+		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records, pooled: true})
 		r.reserved += accountedSize(len(v))
 		r.est.add(seqKeyLen, len(v))
 		if !seen[it.Queue] {
@@ -90,6 +118,8 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 		}
 		return fmt.Errorf("append %d items to wal (%d bytes, cap %d): %w", len(items), r.reserved, db.cfg.MaxBytes, ErrFull)
 	}
+	sent = true
+	db.preparing.Add(-1)
 	return db.submit(ctx, r)
 }
 
@@ -122,27 +152,59 @@ func (e estimate) over(lim estimate) bool { return e.count >= lim.count || e.siz
 func (db *DB) commitLoop(ctx context.Context) {
 	defer close(db.stopped)
 	group := make([]*request, 0, maxGroup)
+	expect := 0 // appends in the previous group
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
 	for {
 		group = group[:0]
 		select {
 		case <-ctx.Done():
 			db.commitGroup(nil)
+			db.commitWG.Wait()
 			return
 		case r := <-db.reqCh:
 			group = append(group, r)
-		gather:
-			for len(group) < maxGroup {
-				select {
-				case r := <-db.reqCh:
-					group = append(group, r)
-				default:
-					break gather
-				}
-			}
+			// Gather only once the previous commit is done: the writers it
+			// releases are about to append again and join this group.
+			db.commitWG.Wait()
+			group = db.gather(group, expect, linger)
+			expect = len(group)
 		case <-db.delWake:
 		}
 		db.commitGroup(group)
 	}
+}
+
+// maxLinger bounds how long the committer waits for appends that are
+// being encoded (Append was called, the request is not sent yet).
+const maxLinger = time.Millisecond
+
+// gather adds the appends waiting now and, while other appends are still
+// being encoded or fewer arrived than in the previous group, waits up to
+// maxLinger for them: one sync then covers all concurrent writers instead
+// of every other one.
+func (db *DB) gather(group []*request, expect int, linger *time.Timer) []*request {
+	linger.Reset(maxLinger)
+	defer linger.Stop()
+	for len(group) < maxGroup {
+		select {
+		case r := <-db.reqCh:
+			group = append(group, r)
+			continue
+		default:
+		}
+		if db.preparing.Load() == 0 && len(group) >= expect {
+			return group
+		}
+		select {
+		case r := <-db.reqCh:
+			group = append(group, r)
+		case <-linger.C:
+			return group
+		}
+	}
+	return group
 }
 
 func (db *DB) addDelete(q *Queue, seq uint64) {
@@ -190,14 +252,13 @@ func (db *DB) commitGroup(group []*request) {
 		if n == 0 && m == 0 {
 			m = 1 // cannot happen with sane limits; make progress anyway
 		}
-		db.commitPart(part, dels[:m])
+		db.commitPart(slices.Clone(part), dels[:m]) // group's array is reused while this commits
 		dels = dels[m:]
 	}
 }
 
 func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 	txn := db.bdb.NewTransaction(true)
-	defer txn.Discard()
 	saved := map[*Queue]uint64{}
 	var err error
 	set := func(k, v []byte) {
@@ -210,7 +271,7 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 			err = txn.Delete(k)
 		}
 	}
-	records, appends := 0, 0
+	appends := 0
 	for _, r := range part {
 		if len(r.items) > 0 {
 			appends++
@@ -223,7 +284,6 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 			it.q.high++
 			it.seq = it.q.high
 			set(seqKey(prefixEntry, it.q.id, it.seq), it.value)
-			records += it.records
 		}
 		for _, kv := range r.kvs {
 			if kv.Value == nil {
@@ -242,22 +302,37 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 	for _, d := range dels {
 		del(seqKey(prefixEntry, d.q.id, d.seq))
 	}
-	start := time.Now()
+	if err != nil {
+		txn.Discard()
+		db.finish(part, dels, saved, 0, fmt.Errorf("build wal transaction: %w", err), time.Now())
+		return
+	}
+	// Commit asynchronously so the next group is gathered while this one
+	// syncs; badger's writer folds commits that queue up meanwhile into one
+	// write and one sync. commitSem bounds how many are in flight.
+	db.commitSem <- struct{}{}
+	db.commitWG.Add(1)
 	db.writeMu.RLock()
+	start := time.Now()
 	before := db.syncErrs.Load()
-	if err == nil {
-		err = txn.Commit()
+	txn.CommitWith(func(err error) {
+		// A sync failure reported while this commit was in flight fails it
+		// (and every other commit in flight then): badger only logs those.
 		if err == nil && db.syncErrs.Load() != before {
 			err = errors.New("sync value log: failed (reported by badger)")
 		}
-	}
-	db.writeMu.RUnlock()
+		db.writeMu.RUnlock()
+		db.finish(part, dels, saved, appends, err, start)
+		<-db.commitSem
+		db.commitWG.Done()
+	})
+}
+
+// finish completes the requests of one commit.
+func (db *DB) finish(part []*request, dels []pendingDelete, saved map[*Queue]uint64, appends int, err error, start time.Time) {
 	m := db.metrics
 	m.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		for q, h := range saved {
-			q.high = h
-		}
 		err = fmt.Errorf("commit wal: %w", err)
 		if !errors.Is(err, badger.ErrTxnTooBig) {
 			db.setUnhealthy(err)
@@ -265,6 +340,7 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 		m.commitFailures.Inc()
 		for _, r := range part {
 			db.used.Add(-r.reserved)
+			db.recycle(r)
 			r.err <- err
 		}
 		return
@@ -286,6 +362,7 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 		if r.onCommit != nil {
 			r.onCommit()
 		}
+		db.recycle(r)
 		r.err <- nil
 	}
 	for q := range saved {

@@ -107,6 +107,11 @@ type DB struct {
 	// blocks writes (flushMemtable).
 	writeMu sync.RWMutex
 
+	bufs      sync.Pool      // *[]byte encode buffers
+	preparing atomic.Int64   // appends being encoded, about to reach the committer
+	commitSem chan struct{}  // commits in flight
+	commitWG  sync.WaitGroup // callbacks of commits in flight
+
 	reqCh   chan *request // unbuffered: a send succeeds only when the committer takes it
 	delMu   sync.Mutex
 	dels    []pendingDelete
@@ -138,16 +143,17 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) 
 	}
 	log = log.With("component", "wal")
 	db := &DB{
-		cfg:     cfg,
-		log:     log,
-		queues:  map[string]*Queue{},
-		byID:    map[uint32]*Queue{},
-		nextID:  1,
-		reqCh:   make(chan *request),
-		delWake: make(chan struct{}, 1),
-		closing: make(chan struct{}),
-		stopped: make(chan struct{}),
-		runDone: make(chan struct{}),
+		cfg:       cfg,
+		log:       log,
+		queues:    map[string]*Queue{},
+		byID:      map[uint32]*Queue{},
+		nextID:    1,
+		reqCh:     make(chan *request),
+		commitSem: make(chan struct{}, 4),
+		delWake:   make(chan struct{}, 1),
+		closing:   make(chan struct{}),
+		stopped:   make(chan struct{}),
+		runDone:   make(chan struct{}),
 	}
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithLogger(&badgerLogger{log: log, db: db}).
