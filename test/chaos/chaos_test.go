@@ -62,6 +62,9 @@ type clusterView struct {
 		Name  string `json:"name"`
 		Role  string `json:"role"`
 		State string `json:"state"`
+		Meta  struct {
+			Start time.Time `json:"start"`
+		} `json:"metadata"`
 	} `json:"members"`
 	Leaders map[string]string `json:"leaders"`
 }
@@ -75,6 +78,43 @@ func (v clusterView) alive() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func (v clusterView) start(name string) time.Time {
+	for _, m := range v.Members {
+		if m.Name == name {
+			return m.Meta.Start
+		}
+	}
+	return time.Time{}
+}
+
+// startOf is the start time member m advertises (from its own view).
+func (c *chaos) startOf(t *testing.T, m *ctr) time.Time {
+	t.Helper()
+	var v clusterView
+	require.NoError(t, c.getJSON(m, "/cluster", &v))
+	st := v.start(m.name)
+	require.False(t, st.IsZero(), "%s advertises no start time", m.name)
+	return st
+}
+
+// requireRestarted: every member sees m's new process (a start time other
+// than before), so agreement is on the restarted member, not a stale one.
+func (c *chaos) requireRestarted(t *testing.T, m *ctr, before time.Time) {
+	t.Helper()
+	waitFor(t, agreeWithin, "all see the restarted "+m.name, func() (bool, string) {
+		vs, err := c.views(c.members())
+		if err != nil {
+			return false, err.Error()
+		}
+		for name, v := range vs {
+			if st := v.start(m.name); st.Equal(before) {
+				return false, fmt.Sprintf("%s still sees %s started at %s", name, m.name, st)
+			}
+		}
+		return true, ""
+	})
 }
 
 func (v clusterView) state(name string) string {
@@ -329,6 +369,7 @@ func TestChaos(t *testing.T) {
 			leader, why := c.oneLeader(all)
 			require.NotEmpty(t, leader, why)
 			victim := c.ctrs[leader]
+			before := c.startOf(t, victim)
 			_, err := docker(time.Minute, "kill", victim.full)
 			require.NoError(t, err)
 			rest := without(all, victim)
@@ -336,6 +377,7 @@ func TestChaos(t *testing.T) {
 			require.NotEqual(t, leader, c.requireLeader(t, "one new leader among survivors", rest))
 			c.start(victim)
 			c.expectAgree(t, "all agree after "+victim.name+" restarted", all, nil)
+			c.requireRestarted(t, victim, before)
 			c.requireLeader(t, "one leader after restart", all)
 			c.requireDelivered(t, "after kill")
 		}},
@@ -405,10 +447,12 @@ func TestChaos(t *testing.T) {
 		}},
 		{"rolling restart of all gateways", func(t *testing.T) {
 			for _, gw := range c.gws {
+				before := c.startOf(t, gw)
 				_, err := docker(time.Minute, "restart", "-t", "10", gw.full)
 				require.NoError(t, err)
 				c.refreshPort(gw)
 				c.expectAgree(t, "all agree after restarting "+gw.name, all, nil)
+				c.requireRestarted(t, gw, before)
 				c.requireLeader(t, "one leader after restarting "+gw.name, all)
 			}
 			c.requireDelivered(t, "after rolling restart")
