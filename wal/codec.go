@@ -131,7 +131,7 @@ func decodeEntry(v []byte) (entryHeader, []byte, error) {
 		}
 		return h, out, nil
 	default:
-		return h, append([]byte(nil), body...), nil
+		return h, append(make([]byte, 0, len(body)), body...), nil
 	}
 }
 
