@@ -99,6 +99,12 @@ func DefaultConfig() Config {
 		RejoinInterval: time.Minute,
 		LeaveTimeout:   5 * time.Second,
 		Duties:         []string{DefaultLeaderDuty},
+		// memberlist's LAN profile exchanges full state every 30 s. A pod
+		// restarted under its old name starts a new incarnation count that
+		// others ignore until a push/pull tells it to refute its own death
+		// record; 5 s bounds how long it looks dead. The cost is one state
+		// exchange (members × ~200 bytes) per member every 5 s.
+		PushPullInterval: 5 * time.Second,
 	}
 }
 
