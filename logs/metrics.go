@@ -1,0 +1,60 @@
+package logs
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics of one filelog receiver, labelled by receiver id.
+type metrics struct {
+	filesWatched prometheus.Gauge
+	bytesRead    prometheus.Counter
+	linesRead    prometheus.Counter
+	lagBytes     prometheus.Gauge
+	rotations    prometheus.Counter
+	truncations  prometheus.Counter
+	parseErrors  *prometheus.CounterVec // operator
+	linesSplit   prometheus.Counter
+	dropped      *prometheus.CounterVec // reason
+	refused      *prometheus.CounterVec // reason
+	paused       prometheus.Gauge
+	accepted     prometheus.Counter // otelcol_receiver_accepted_log_records
+	failed       prometheus.Counter // otelcol_receiver_refused_log_records
+}
+
+func newMetrics(id string, reg prometheus.Registerer) (*metrics, error) {
+	cl := prometheus.Labels{"receiver": id}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: cl})
+	}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: cl})
+	}
+	m := &metrics{
+		filesWatched: g("obs_logs_files_watched", "Files the receiver tracks (open or awaiting rediscovery)."),
+		bytesRead:    c("obs_logs_read_bytes_total", "Bytes read from files and committed to the WAL."),
+		linesRead:    c("obs_logs_read_lines_total", "Log records committed to the WAL."),
+		lagBytes:     g("obs_logs_lag_bytes", "Bytes behind the end of the watched files, summed."),
+		rotations:    c("obs_logs_rotations_total", "Files found renamed (rotated) or gone while open."),
+		truncations:  c("obs_logs_truncations_total", "Files found truncated in place (copytruncate); read again from the start."),
+		parseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obs_logs_parse_errors_total",
+			Help: "Records an operator failed to parse or edit.", ConstLabels: cl}, []string{"operator"}),
+		linesSplit: c("obs_logs_lines_split_total", "Lines longer than max_log_size, split into several records."),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obs_logs_dropped_records_total",
+			Help: "Records dropped on purpose (on_error: drop).", ConstLabels: cl}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obs_logs_refused_batches_total",
+			Help: "Batches the pipeline refused or failed to store; the lines are read again later.", ConstLabels: cl}, []string{"reason"}),
+		paused:   g("obs_logs_reading_paused", "1 while reading is paused because the pipeline refused (WAL full, memory limit)."),
+		accepted: c("otelcol_receiver_accepted_log_records", "Log records committed to the WAL."),
+		failed:   c("otelcol_receiver_refused_log_records", "Log records not stored on the first try (re-read later)."),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, col := range []prometheus.Collector{m.filesWatched, m.bytesRead, m.linesRead, m.lagBytes, m.rotations,
+		m.truncations, m.parseErrors, m.linesSplit, m.dropped, m.refused, m.paused, m.accepted, m.failed} {
+		if err := reg.Register(col); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
