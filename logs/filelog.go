@@ -346,6 +346,7 @@ func (t *tailer) readFile(ctx context.Context, f *tracked) (more bool, err error
 			if i < 0 {
 				break
 			}
+			next := start + i + 1
 			line := buf[start : start+i]
 			if len(line) > 0 && line[len(line)-1] == '\r' {
 				line = line[:len(line)-1]
@@ -356,8 +357,8 @@ func (t *tailer) readFile(ctx context.Context, f *tracked) (more bool, err error
 				start += maxLine
 				line = line[maxLine:]
 			}
-			t.line(f, line, base+int64(start), base+int64(start+i+1))
-			start += i + 1
+			t.line(f, line, base+int64(start), base+int64(next))
+			start = next
 			if t.full() {
 				if err := t.flush(ctx); err != nil {
 					return false, err
