@@ -569,4 +569,3 @@ func TestMatchGlob(t *testing.T) {
 		})
 	}
 }
-
