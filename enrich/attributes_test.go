@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/obs-dev/obs/actors"
+	"github.com/obs-dev/obs/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -406,4 +407,43 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// TestAttributesSeedAgent applies the seed agent's job_label processors,
+// decoded from the user's file, to a hostmetrics-like batch.
+func TestAttributesSeedAgent(t *testing.T) {
+	for _, job := range []string{"hostmetrics", "kubeletstats"} {
+		t.Run(job, func(t *testing.T) {
+			cfg := DefaultAttributesConfig()
+			require.NoError(t, config.Decode(seedProcessor(t, "seed-agent.yaml", "attributes/job_label_"+job), &cfg))
+			require.NoError(t, cfg.ValidateFor(actors.SignalMetrics))
+			fn, err := NewAttributes("attributes/job_label_"+job, cfg, nil, nil)
+			require.NoError(t, err)
+			md, ms := oneScope()
+			addGauge(ms, "system.cpu.utilization", pt{labels: map[string]any{"cpu": "cpu0"}, v: 0.5}, pt{labels: map[string]any{"cpu": "cpu1", "job_label": "old"}, v: 0.25})
+			addSum(ms, "system.paging.operations", pt{labels: map[string]any{}, v: int64(3)})
+			require.NoError(t, fn(context.Background(), actors.MetricsBatch(md)))
+			require.Equal(t, []string{"cpu=cpu0,job_label=" + job + ",=>d0.5", "cpu=cpu1,job_label=" + job + ",=>d0.25"}, dump(ms.At(0)))
+			require.Equal(t, []string{"job_label=" + job + ",=>i3"}, dump(ms.At(1)))
+			require.Equal(t, map[string]any{"host.name": "node-a"}, md.ResourceMetrics().At(0).Resource().Attributes().AsRaw(), "resource untouched")
+		})
+	}
+}
+
+// BenchmarkAttributesUpsert upserts job_label on 1,000 data points.
+func BenchmarkAttributesUpsert(b *testing.B) {
+	md, ms := oneScope()
+	var pts []pt
+	for i := 0; i < 1000; i++ {
+		pts = append(pts, pt{labels: map[string]any{"cpu": "cpu0", "state": "user"}, v: 1.0})
+	}
+	addGauge(ms, "system.cpu.utilization", pts...)
+	fn, err := NewAttributes("attributes/bench", AttributesConfig{Actions: []AttrAction{{Key: "job_label", Action: "upsert", Value: "hostmetrics"}}}, nil, nil)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := fn(context.Background(), actors.MetricsBatch(md)); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

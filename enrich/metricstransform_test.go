@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"sort"
+	"strconv"
 	"testing"
 
 	"github.com/obs-dev/obs/actors"
@@ -548,4 +549,33 @@ func counterVecValue(t *testing.T, reg *prometheus.Registry, name, reason string
 		}
 	}
 	return 0
+}
+
+// BenchmarkMetricsTransformCPUMean is the seed's hostmetrics_cpu
+// transform on one collection of a 16-CPU node: 16 × 8 states → 8 points.
+func BenchmarkMetricsTransformCPUMean(b *testing.B) {
+	states := []string{"user", "system", "idle", "interrupt", "nice", "softirq", "steal", "wait"}
+	tmpl, ms := oneScope()
+	var pts []pt
+	for c := 0; c < 16; c++ {
+		for i, s := range states {
+			pts = append(pts, pt{labels: map[string]any{"cpu": "cpu" + strconv.Itoa(c), "state": s}, v: float64(i) / 10})
+		}
+	}
+	addGauge(ms, "system.cpu.utilization", pts...)
+	fn, err := NewMetricsTransform("metricstransform/bench", MetricsTransformConfig{Transforms: []MetricTransform{{
+		Include: "system.cpu.utilization", Action: "update",
+		Operations: []MetricOperation{{Action: "aggregate_labels", LabelSet: []string{"state"}, AggregationType: "mean"}},
+	}}}, nil, nil)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		md := pmetric.NewMetrics()
+		tmpl.CopyTo(md)
+		b.StartTimer()
+		if err := fn(context.Background(), actors.MetricsBatch(md)); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
