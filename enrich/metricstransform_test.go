@@ -579,3 +579,49 @@ func BenchmarkMetricsTransformCPUMean(b *testing.B) {
 		}
 	}
 }
+
+// TestMetricsTransformDecode reads every Collector key through the config
+// package and applies the result.
+func TestMetricsTransformDecode(t *testing.T) {
+	body := `metricstransform/all:
+  transforms:
+    - include: ^disk\.(?P<device>sd.)\.(.*)$
+      match_type: regexp
+      action: combine
+      new_name: disk.io
+      submatch_case: upper
+      aggregation_type: sum
+      operations:
+        - action: update_label
+          label: op
+          new_label: direction
+          value_actions:
+            - value: r
+              new_value: read
+        - action: experimental_scale_value
+          experimental_scale: 512
+    - include: disk.io
+      action: update
+      experimental_match_labels: {device: SDA}
+      operations:
+        - action: toggle_scalar_data_type`
+	cfg := DefaultMetricsTransformConfig()
+	require.NoError(t, config.Decode(parseProcessor(t, body, "metricstransform/all"), &cfg))
+	require.Equal(t, 512.0, cfg.Transforms[0].Operations[1].Scale)
+	require.Equal(t, map[string]string{"device": "SDA"}, cfg.Transforms[1].MatchLabels)
+	md, ms := oneScope()
+	addGauge(ms, "disk.sda.sectors", pt{labels: map[string]any{"op": "r"}, v: int64(2)})
+	addGauge(ms, "disk.sdb.sectors", pt{labels: map[string]any{"op": "r"}, v: int64(3)})
+	runMT(t, cfg, md)
+	require.Equal(t, []string{"disk.io"}, names(ms))
+	require.Equal(t, []string{
+		"$2=SECTORS,device=SDA,direction=read,=>d1024",
+		"$2=SECTORS,device=SDB,direction=read,=>i1536",
+	}, dump(ms.At(0)))
+
+	bad := "metricstransform:\n  transforms:\n    - include: a\n      action: update\n      operations:\n        - action: experimental_scale_value\n          scale: 2"
+	cfg = DefaultMetricsTransformConfig()
+	err := config.Decode(parseProcessor(t, bad, "metricstransform"), &cfg)
+	require.ErrorContains(t, err, "t.yaml:9")
+	require.ErrorContains(t, err, "scale")
+}
