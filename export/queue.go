@@ -77,15 +77,19 @@ func NewRefusedCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 
 // Consume implements actors.Stage.
 func (w *QueueWriter) Consume(ctx context.Context, env *actors.Envelope, _ actors.Emit) {
-	payload, err := encodePayload(env.Batch)
-	if err != nil {
-		env.Ack.Done(fmt.Errorf("encode batch for wal: %w", err))
-		return
-	}
 	records := env.Batch.Items()
-	items := make([]wal.Item, len(w.queues))
-	for i, q := range w.queues {
-		items[i] = wal.Item{Queue: q, Payload: payload, Records: records}
+	var items []wal.Item
+	// A batch a filter emptied is not queued; its checkpoints still are.
+	if records > 0 {
+		payload, err := encodePayload(env.Batch)
+		if err != nil {
+			env.Ack.Done(fmt.Errorf("encode batch for wal: %w", err))
+			return
+		}
+		items = make([]wal.Item, len(w.queues))
+		for i, q := range w.queues {
+			items[i] = wal.Item{Queue: q, Payload: payload, Records: records}
+		}
 	}
 	extra := make([]wal.KV, len(env.Extra))
 	for i, kv := range env.Extra {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/obs-dev/obs/actors"
 	"github.com/obs-dev/obs/config"
+	"github.com/obs-dev/obs/enrich"
 )
 
 // plan is a checked configuration: every used component decoded and
@@ -116,6 +117,14 @@ func loadPlan(path string, role Role, dataDir string, lenient bool, lookup func(
 				if !slices.Contains(t.signals, sig) {
 					fail(pl.Line, "service.pipelines."+pl.ID.String()+"."+list,
 						"%s %q does not support %s", kk.singular(), id, sig)
+				}
+			}
+		}
+		for _, id := range pl.Processors {
+			// Some keys of attributes apply to one signal only.
+			if ac, ok := p.settings[kindProcessor][id].(enrich.AttributesConfig); ok {
+				if err := ac.ValidateFor(sig); err != nil {
+					fail(pl.Line, "service.pipelines."+pl.ID.String()+".processors", "%s: %v", id, err)
 				}
 			}
 		}

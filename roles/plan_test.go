@@ -79,7 +79,7 @@ func TestPlanErrors(t *testing.T) {
 		{
 			name: "signal not supported",
 			body: "receivers:\n  otlp:\n    protocols: {grpc: {}}\nprocessors:\n  metricstransform: {}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [metricstransform]\n      exporters: [debug]\n",
-			want: []string{"not implemented yet"},
+			want: []string{`:10: service.pipelines.logs.processors: processor "metricstransform" does not support logs`},
 		},
 		{
 			name: "connector cycle",

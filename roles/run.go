@@ -43,6 +43,7 @@ type runtime struct {
 	exporters []*export.Exporter
 	receivers []*export.OTLPReceiver
 	heads     map[config.PipelineID]*actors.Ref
+	procFuncs map[config.ID]actors.ProcessFunc
 	stopOrder []*actors.Ref // upstream first
 	pipeInfo  []pipelineInfo
 }
@@ -86,7 +87,8 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rt := &runtime{opts: opts, log: log, reg: reg, plan: p, dest: dest, started: time.Now(),
-		queues: map[config.ID]*wal.Queue{}, heads: map[config.PipelineID]*actors.Ref{}}
+		queues: map[config.ID]*wal.Queue{}, heads: map[config.PipelineID]*actors.Ref{},
+		procFuncs: map[config.ID]actors.ProcessFunc{}}
 
 	walDir := p.file.WAL.Dir
 	if walDir == "" {
@@ -487,8 +489,46 @@ func (rt *runtime) spawnProcessor(pipe config.PipelineID, id config.ID, settings
 			return nil, fmt.Errorf("processor %s: %w", id, err)
 		}
 		return rt.sys.Spawn(name, m, next)
+	case enrich.AttributesConfig:
+		if err := cfg.ValidateFor(rt.plan.signal[pipe]); err != nil {
+			return nil, fmt.Errorf("processor %s in pipeline %s: %w", id, pipe, err)
+		}
 	}
-	return nil, fmt.Errorf("BUG: processor %s has no stage (%T)", id, settings)
+	fn, err := rt.processFunc(id, settings, log)
+	if err != nil {
+		return nil, err
+	}
+	return rt.sys.Spawn(name, actors.Processor{Fn: fn}, next)
+}
+
+// processFunc builds a transform once per processor id: every pipeline
+// naming it runs the same func (they are safe for concurrent use) and
+// shares its counters.
+func (rt *runtime) processFunc(id config.ID, settings any, log *slog.Logger) (actors.ProcessFunc, error) {
+	if fn, ok := rt.procFuncs[id]; ok {
+		return fn, nil
+	}
+	var (
+		fn  actors.ProcessFunc
+		err error
+	)
+	switch cfg := settings.(type) {
+	case enrich.ResourceConfig:
+		fn, err = enrich.NewResource(id.String(), cfg, log, rt.reg)
+	case enrich.AttributesConfig:
+		fn, err = enrich.NewAttributes(id.String(), cfg, log, rt.reg)
+	case enrich.MetricsTransformConfig:
+		fn, err = enrich.NewMetricsTransform(id.String(), cfg, log, rt.reg)
+	case enrich.FilterConfig:
+		fn, err = enrich.NewFilter(id.String(), cfg, log, rt.reg)
+	default:
+		return nil, fmt.Errorf("BUG: processor %s has no stage (%T)", id, settings)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("processor %s: %w", id, err)
+	}
+	rt.procFuncs[id] = fn
+	return fn, nil
 }
 
 // connector returns the stage of connector id, spawning it on first use.
