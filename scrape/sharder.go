@@ -68,6 +68,9 @@ func newSharder(mode string, sh Sharding, scfgs map[string]*promconfig.ScrapeCon
 	case d < 0:
 		d = 0
 	}
+	if mode != ShardCluster {
+		d = 0 // no other member scrapes these targets
+	}
 	return &sharder{mode: mode, sh: sh, delay: d, scfgs: scfgs, metrics: m, log: log, now: time.Now,
 		groups: map[string][]*targetgroup.Group{}, targets: map[string][]shardTarget{},
 		ownedSince: map[string]time.Time{}, active: map[string]bool{}, moved: map[string]bool{}}
