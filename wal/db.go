@@ -163,7 +163,7 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) 
 		WithMemTableSize(1 << 20).
 		WithNumLevelZeroTables(1).
 		WithNumLevelZeroTablesStall(4).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(vlogFileSize(cfg.MaxBytes)).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false).
 		WithCompression(options.None).
@@ -408,10 +408,17 @@ func (db *DB) Run(ctx context.Context) error {
 	return nil
 }
 
+// vlogFileSize sizes badger's value-log files from the cap: GC rewrites
+// whole files and never the active one, so a cap smaller than one file
+// would never give disk back. A quarter of the cap, 1 to 64 MiB.
+func vlogFileSize(maxBytes int64) int64 {
+	return min(max(maxBytes/4, 1<<20), 64<<20)
+}
+
 // reclaimSlack is how much more value-log disk than live bytes is tolerated
-// before the GC loop forces a memtable flush (the active value-log file,
-// 64 MiB, can never be collected).
-const reclaimSlack = 96 << 20
+// before the GC loop forces a memtable flush: one and a half value-log
+// files, since the active file can never be collected.
+func reclaimSlack(maxBytes int64) int64 { return vlogFileSize(maxBytes) * 3 / 2 }
 
 func (db *DB) gcLoop(ctx context.Context) {
 	t := time.NewTimer(db.cfg.GCInterval)
@@ -428,7 +435,7 @@ func (db *DB) gcLoop(ctx context.Context) {
 			// memtable and were compacted. When little is written, the
 			// memtable never fills: flush it when the value log holds far
 			// more than the queues do.
-			if _, vlog, _ := diskUsage(db.cfg.Dir); vlog > db.used.Load()+reclaimSlack {
+			if _, vlog, _ := diskUsage(db.cfg.Dir); vlog > db.used.Load()+reclaimSlack(db.cfg.MaxBytes) {
 				lastFlush = time.Now()
 				if err := db.flushMemtable(); err != nil {
 					db.log.Warn("wal flush memtable for gc", "err", err)
