@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"bytes"
 	"errors"
 	"path/filepath"
 	"strconv"
@@ -108,14 +109,7 @@ func parseCRI(line []byte) (containerLine, error) {
 	return out, nil
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
 
 // parseRFC3339 parses "2006-01-02T15:04:05[.fraction](Z|±hh:mm)" without
 // allocating, returning unix nanoseconds.

@@ -301,6 +301,9 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 			rest = append(rest, candidate{p, fi})
 			continue
 		}
+		if f.seen == t.gen {
+			continue // a second link to a file already found
+		}
 		if !t.stillSame(f, fi) {
 			// Truncated in place: the content is gone; only a copy
 			// (copytruncate) may continue it. The path is new content.
@@ -393,7 +396,8 @@ func (t *tailer) byInode(fi os.FileInfo) *tracked {
 }
 
 // stillSame reports whether f's file still starts with f's fingerprint
-// and is not shorter than what was read.
+// and is not shorter than what was read. A fingerprint shorter than
+// fingerprint_size grows with the file.
 func (t *tailer) stillSame(f *tracked, fi os.FileInfo) bool {
 	if fi.Size() < f.read {
 		return false
@@ -401,12 +405,21 @@ func (t *tailer) stillSame(f *tracked, fi os.FileInfo) bool {
 	if f.f == nil || fi.Size() == f.size {
 		return true
 	}
-	n := min(len(f.fp), int(fi.Size()))
+	n := int(min(int64(len(t.fpBuf)), fi.Size()))
 	got, err := f.f.ReadAt(t.fpBuf[:n], 0)
 	if err != nil && got < n {
-		return true // unreadable now; decide next poll
+		if got < len(f.fp) {
+			return true // unreadable now; decide next poll
+		}
+		n = got
 	}
-	return bytes.Equal(t.fpBuf[:n], f.fp[:n])
+	if !bytes.HasPrefix(t.fpBuf[:n], f.fp[:min(n, len(f.fp))]) {
+		return false
+	}
+	if n > len(f.fp) {
+		f.fp = bytes.Clone(t.fpBuf[:n])
+	}
+	return true
 }
 
 // matchNew handles a path whose inode is not tracked: a known file under
