@@ -288,6 +288,11 @@ func printTable(out io.Writer, o options, perRecord float64, rs []result) {
 			float64(r.rss)/(1<<20), r.throttled, r.otherErrs, r.requests, r.benchCPU)
 	}
 	tw.Flush()
+	for _, r := range rs {
+		if r.err == nil && r.received != o.records {
+			fmt.Fprintf(out, "note: the sink got %d records from %s, %d sent (duplicates on retry?)\n", r.received, r.name, o.records)
+		}
+	}
 	ob, ok1 := byKey["obs"]
 	nq, ok2 := byKey["otelcol-noqueue"]
 	fmt.Fprintln(out)
