@@ -229,6 +229,10 @@ func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 			if !ok {
 				since = now
 				s.ownedSince[st.key] = now
+				if s.moved[st.key] {
+					// another member scraped it until now
+					s.metrics.handoffs.WithLabelValues(job, "in").Inc()
+				}
 			}
 			if !s.active[st.key] {
 				if due := since.Add(s.delay); now.Before(due) {
@@ -236,9 +240,6 @@ func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 						wait = w
 					}
 					continue
-				}
-				if s.moved[st.key] {
-					s.metrics.handoffs.WithLabelValues(job, "in").Inc()
 				}
 			}
 			keep[st.key] = true
