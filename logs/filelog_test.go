@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -180,93 +181,99 @@ func waitBodies(t *testing.T, s *sink, want []string) {
 func TestStartAtBeginningAndEnd(t *testing.T) {
 	for _, startAt := range []string{"beginning", "end"} {
 		t.Run(startAt, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "a.log")
-			appendFile(t, p, numbered("old", 0, 10)...)
-			cfg := testConfig(filepath.Join(dir, "*.log"))
-			cfg.StartAt = startAt
-			s := newSink()
-			run := start(t, cfg, s)
-			time.Sleep(50 * time.Millisecond)
-			appendFile(t, p, numbered("new", 0, 10)...)
-			want := numbered("new", 0, 10)
-			if startAt == "beginning" {
-				want = append(numbered("old", 0, 10), want...)
-			}
-			waitBodies(t, s, want)
-			run.stop()
+			synctest.Test(t, func(t *testing.T) {
+				dir := t.TempDir()
+				p := filepath.Join(dir, "a.log")
+				appendFile(t, p, numbered("old", 0, 10)...)
+				cfg := testConfig(filepath.Join(dir, "*.log"))
+				cfg.StartAt = startAt
+				s := newSink()
+				run := start(t, cfg, s)
+				time.Sleep(50 * time.Millisecond)
+				appendFile(t, p, numbered("new", 0, 10)...)
+				want := numbered("new", 0, 10)
+				if startAt == "beginning" {
+					want = append(numbered("old", 0, 10), want...)
+				}
+				waitBodies(t, s, want)
+				run.stop()
 
-			// Restart: resume after the checkpoint, whatever start_at says;
-			// a file created while stopped is read from its beginning.
-			appendFile(t, p, numbered("while-down", 0, 5)...)
-			appendFile(t, filepath.Join(dir, "b.log"), numbered("b", 0, 3)...)
-			s2 := &sink{kv: s.kv}
-			start(t, cfg, s2)
-			waitBodies(t, s2, append(numbered("while-down", 0, 5), numbered("b", 0, 3)...))
+				// Restart: resume after the checkpoint, whatever start_at says;
+				// a file created while stopped is read from its beginning.
+				appendFile(t, p, numbered("while-down", 0, 5)...)
+				appendFile(t, filepath.Join(dir, "b.log"), numbered("b", 0, 3)...)
+				s2 := &sink{kv: s.kv}
+				start(t, cfg, s2)
+				waitBodies(t, s2, append(numbered("while-down", 0, 5), numbered("b", 0, 3)...))
+			})
 		})
 	}
 }
 
 func TestContainerCRIAndDocker(t *testing.T) {
-	dir := t.TempDir()
-	pod := filepath.Join(dir, "pods", "prod_web-1_0f6a9c2e-1111-2222-3333-444455556666")
-	cri := filepath.Join(pod, "nginx", "2.log")
-	docker := filepath.Join(pod, "sidecar", "0.log")
-	appendFile(t, cri,
-		"2024-03-01T10:11:12.000000001Z stdout F full line",
-		"2024-03-01T10:11:13.000000000Z stderr P first ",
-		"2024-03-01T10:11:13.100000000Z stdout F interleaved",
-		"2024-03-01T10:11:13.200000000Z stderr P second ",
-		"2024-03-01T10:11:13.300000000Z stderr F third",
-		"not a cri line at all",
-	)
-	appendFile(t, docker,
-		`{"log":"docker full\n","stream":"stdout","time":"2024-03-01T10:11:12Z"}`,
-		`{"log":"docker part one ","stream":"stderr","time":"2024-03-01T10:11:14Z"}`,
-		`{"log":"and two\n","stream":"stderr","time":"2024-03-01T10:11:15Z"}`,
-	)
-	cfg := testConfig(filepath.Join(dir, "pods", "*", "*", "*.log"))
-	cfg.IncludeFilePath = true
-	cfg.Operators = []OperatorConfig{{Type: "container", ID: "container-parser"}}
-	s := newSink()
-	run := start(t, cfg, s)
-	waitBodies(t, s, []string{"full line", "interleaved", "first second third", "not a cri line at all",
-		"docker full", "docker part one and two"})
-	byBody := map[string]rec{}
-	for _, r := range s.records() {
-		byBody[r.body] = r
-	}
-	full := byBody["full line"]
-	require.Equal(t, mustTime(t, "2024-03-01T10:11:12.000000001Z"), full.ts)
-	require.Equal(t, "stdout", full.attrs["log.iostream"])
-	require.Equal(t, cri, full.attrs["log.file.path"])
-	require.Equal(t, "2.log", full.attrs["log.file.name"])
-	require.Equal(t, map[string]any{"k8s.namespace.name": "prod", "k8s.pod.name": "web-1",
-		"k8s.pod.uid": "0f6a9c2e-1111-2222-3333-444455556666", "k8s.container.name": "nginx",
-		"k8s.container.restart_count": "2"}, full.res)
-	joined := byBody["first second third"]
-	require.Equal(t, "stderr", joined.attrs["log.iostream"])
-	require.Equal(t, mustTime(t, "2024-03-01T10:11:13Z"), joined.ts, "time of the first piece")
-	bad := byBody["not a cri line at all"]
-	require.Contains(t, bad.attrs[errorAttr], "container-parser")
-	require.Equal(t, "sidecar", byBody["docker full"].res["k8s.container.name"])
-	require.Equal(t, "stderr", byBody["docker part one and two"].attrs["log.iostream"])
-	require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.parseErrors.WithLabelValues("container-parser")))
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		pod := filepath.Join(dir, "pods", "prod_web-1_0f6a9c2e-1111-2222-3333-444455556666")
+		cri := filepath.Join(pod, "nginx", "2.log")
+		docker := filepath.Join(pod, "sidecar", "0.log")
+		appendFile(t, cri,
+			"2024-03-01T10:11:12.000000001Z stdout F full line",
+			"2024-03-01T10:11:13.000000000Z stderr P first ",
+			"2024-03-01T10:11:13.100000000Z stdout F interleaved",
+			"2024-03-01T10:11:13.200000000Z stderr P second ",
+			"2024-03-01T10:11:13.300000000Z stderr F third",
+			"not a cri line at all",
+		)
+		appendFile(t, docker,
+			`{"log":"docker full\n","stream":"stdout","time":"2024-03-01T10:11:12Z"}`,
+			`{"log":"docker part one ","stream":"stderr","time":"2024-03-01T10:11:14Z"}`,
+			`{"log":"and two\n","stream":"stderr","time":"2024-03-01T10:11:15Z"}`,
+		)
+		cfg := testConfig(filepath.Join(dir, "pods", "*", "*", "*.log"))
+		cfg.IncludeFilePath = true
+		cfg.Operators = []OperatorConfig{{Type: "container", ID: "container-parser"}}
+		s := newSink()
+		run := start(t, cfg, s)
+		waitBodies(t, s, []string{"full line", "interleaved", "first second third", "not a cri line at all",
+			"docker full", "docker part one and two"})
+		byBody := map[string]rec{}
+		for _, r := range s.records() {
+			byBody[r.body] = r
+		}
+		full := byBody["full line"]
+		require.Equal(t, mustTime(t, "2024-03-01T10:11:12.000000001Z"), full.ts)
+		require.Equal(t, "stdout", full.attrs["log.iostream"])
+		require.Equal(t, cri, full.attrs["log.file.path"])
+		require.Equal(t, "2.log", full.attrs["log.file.name"])
+		require.Equal(t, map[string]any{"k8s.namespace.name": "prod", "k8s.pod.name": "web-1",
+			"k8s.pod.uid": "0f6a9c2e-1111-2222-3333-444455556666", "k8s.container.name": "nginx",
+			"k8s.container.restart_count": "2"}, full.res)
+		joined := byBody["first second third"]
+		require.Equal(t, "stderr", joined.attrs["log.iostream"])
+		require.Equal(t, mustTime(t, "2024-03-01T10:11:13Z"), joined.ts, "time of the first piece")
+		bad := byBody["not a cri line at all"]
+		require.Contains(t, bad.attrs[errorAttr], "container-parser")
+		require.Equal(t, "sidecar", byBody["docker full"].res["k8s.container.name"])
+		require.Equal(t, "stderr", byBody["docker part one and two"].attrs["log.iostream"])
+		require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.parseErrors.WithLabelValues("container-parser")))
+	})
 }
 
 func TestExcludeSeedPattern(t *testing.T) {
-	dir := t.TempDir()
-	pods := filepath.Join(dir, "var", "log", "pods")
-	app := filepath.Join(pods, "ns_app-1_abc", "app", "0.log")
-	own := filepath.Join(pods, "obs_otel-1_def", "otel-collector", "0.log")
-	appendFile(t, app, "2024-03-01T10:11:12Z stdout F from app")
-	appendFile(t, own, "2024-03-01T10:11:12Z stdout F from ourselves")
-	cfg := testConfig(filepath.Join(pods, "*", "*", "*.log"))
-	cfg.Exclude = []string{filepath.Join(pods, "*", "otel-collector", "*.log")}
-	cfg.Operators = []OperatorConfig{{Type: "container"}}
-	s := newSink()
-	start(t, cfg, s)
-	waitBodies(t, s, []string{"from app"})
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		pods := filepath.Join(dir, "var", "log", "pods")
+		app := filepath.Join(pods, "ns_app-1_abc", "app", "0.log")
+		own := filepath.Join(pods, "obs_otel-1_def", "otel-collector", "0.log")
+		appendFile(t, app, "2024-03-01T10:11:12Z stdout F from app")
+		appendFile(t, own, "2024-03-01T10:11:12Z stdout F from ourselves")
+		cfg := testConfig(filepath.Join(pods, "*", "*", "*.log"))
+		cfg.Exclude = []string{filepath.Join(pods, "*", "otel-collector", "*.log")}
+		cfg.Operators = []OperatorConfig{{Type: "container"}}
+		s := newSink()
+		start(t, cfg, s)
+		waitBodies(t, s, []string{"from app"})
+	})
 }
 
 func TestRotationByRename(t *testing.T) {
@@ -279,166 +286,184 @@ func TestRotationByRename(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "app.log")
-			appendFile(t, p, numbered("gen0", 0, 50)...)
-			s := newSink()
-			run := start(t, testConfig(filepath.Join(dir, "*.log")), s)
-			waitBodies(t, s, numbered("gen0", 0, 50))
-			// The writer still appends to the renamed file, then a new file
-			// takes the name.
-			require.NoError(t, os.Rename(p, filepath.Join(dir, tc.rotated)))
-			appendFile(t, filepath.Join(dir, tc.rotated), numbered("gen0", 50, 60)...)
-			appendFile(t, p, numbered("gen1", 0, 20)...)
-			waitBodies(t, s, append(numbered("gen0", 0, 60), numbered("gen1", 0, 20)...))
-			require.GreaterOrEqual(t, testutil.ToFloat64(run.r.m.rotations), 1.0)
+			synctest.Test(t, func(t *testing.T) {
+				dir := t.TempDir()
+				p := filepath.Join(dir, "app.log")
+				appendFile(t, p, numbered("gen0", 0, 50)...)
+				s := newSink()
+				run := start(t, testConfig(filepath.Join(dir, "*.log")), s)
+				waitBodies(t, s, numbered("gen0", 0, 50))
+				// The writer still appends to the renamed file, then a new file
+				// takes the name.
+				require.NoError(t, os.Rename(p, filepath.Join(dir, tc.rotated)))
+				appendFile(t, filepath.Join(dir, tc.rotated), numbered("gen0", 50, 60)...)
+				appendFile(t, p, numbered("gen1", 0, 20)...)
+				waitBodies(t, s, append(numbered("gen0", 0, 60), numbered("gen1", 0, 20)...))
+				require.GreaterOrEqual(t, testutil.ToFloat64(run.r.m.rotations), 1.0)
+			})
 		})
 	}
 }
 
 func TestCopyTruncate(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "app.log")
-	appendFile(t, p, numbered("before", 0, 30)...)
-	s := newSink()
-	run := start(t, testConfig(filepath.Join(dir, "*.log")), s)
-	waitBodies(t, s, numbered("before", 0, 30))
-	// logrotate copytruncate: copy (to a name outside the glob), truncate.
-	data, err := os.ReadFile(p)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(p+".1", data, 0o644))
-	require.NoError(t, os.Truncate(p, 0))
-	appendFile(t, p, numbered("after", 0, 10)...)
-	waitBodies(t, s, append(numbered("before", 0, 30), numbered("after", 0, 10)...))
-	require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.truncations))
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, numbered("before", 0, 30)...)
+		s := newSink()
+		run := start(t, testConfig(filepath.Join(dir, "*.log")), s)
+		waitBodies(t, s, numbered("before", 0, 30))
+		// logrotate copytruncate: copy (to a name outside the glob), truncate.
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(p+".1", data, 0o644))
+		require.NoError(t, os.Truncate(p, 0))
+		appendFile(t, p, numbered("after", 0, 10)...)
+		waitBodies(t, s, append(numbered("before", 0, 30), numbered("after", 0, 10)...))
+		require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.truncations))
+	})
 }
 
 func TestCopyTruncateCopyInGlobContinues(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "app.log")
-	appendFile(t, p, numbered("before", 0, 30)...)
-	s := newSink()
-	cfg := testConfig(filepath.Join(dir, "app.log*"))
-	run := start(t, cfg, s)
-	waitBodies(t, s, numbered("before", 0, 30))
-	run.stop()
-	// While stopped: more lines, then copy + truncate. The copy holds
-	// the unread lines: they must come once, from the copy.
-	appendFile(t, p, numbered("before", 30, 40)...)
-	data, err := os.ReadFile(p)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(p+".tmp", data, 0o644))
-	require.NoError(t, os.Rename(p+".tmp", p+".1"))
-	require.NoError(t, os.Truncate(p, 0))
-	appendFile(t, p, numbered("after", 0, 10)...)
-	s2 := &sink{kv: s.kv}
-	start(t, cfg, s2)
-	waitBodies(t, s2, append(numbered("before", 30, 40), numbered("after", 0, 10)...))
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, numbered("before", 0, 30)...)
+		s := newSink()
+		cfg := testConfig(filepath.Join(dir, "app.log*"))
+		run := start(t, cfg, s)
+		waitBodies(t, s, numbered("before", 0, 30))
+		run.stop()
+		// While stopped: more lines, then copy + truncate. The copy holds
+		// the unread lines: they must come once, from the copy.
+		appendFile(t, p, numbered("before", 30, 40)...)
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(p+".tmp", data, 0o644))
+		require.NoError(t, os.Rename(p+".tmp", p+".1"))
+		require.NoError(t, os.Truncate(p, 0))
+		appendFile(t, p, numbered("after", 0, 10)...)
+		s2 := &sink{kv: s.kv}
+		start(t, cfg, s2)
+		waitBodies(t, s2, append(numbered("before", 30, 40), numbered("after", 0, 10)...))
+	})
 }
 
 func TestDeletedWhileOpenIsDrained(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "app.log")
-	appendFile(t, p, numbered("a", 0, 10)...)
-	s := newSink()
-	start(t, testConfig(filepath.Join(dir, "*.log")), s)
-	waitBodies(t, s, numbered("a", 0, 10))
-	// The writer keeps its handle and writes after the unlink.
-	w, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-	require.NoError(t, err)
-	require.NoError(t, os.Remove(p))
-	for _, l := range numbered("a", 10, 20) {
-		_, err := w.WriteString(l + "\n")
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, numbered("a", 0, 10)...)
+		s := newSink()
+		start(t, testConfig(filepath.Join(dir, "*.log")), s)
+		waitBodies(t, s, numbered("a", 0, 10))
+		// The writer keeps its handle and writes after the unlink.
+		w, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 		require.NoError(t, err)
-	}
-	require.NoError(t, w.Close())
-	waitBodies(t, s, numbered("a", 0, 20))
+		require.NoError(t, os.Remove(p))
+		for _, l := range numbered("a", 10, 20) {
+			_, err := w.WriteString(l + "\n")
+			require.NoError(t, err)
+		}
+		require.NoError(t, w.Close())
+		waitBodies(t, s, numbered("a", 0, 20))
+	})
 }
 
 func TestFingerprintIdentityAcrossRestartAndRename(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "x.log")
-	appendFile(t, p, numbered("x", 0, 20)...)
-	q := filepath.Join(dir, "y.log")
-	appendFile(t, q, numbered("y", 0, 20)...)
-	cfg := testConfig(filepath.Join(dir, "*.log"))
-	s := newSink()
-	run := start(t, cfg, s)
-	waitBodies(t, s, append(numbered("x", 0, 20), numbered("y", 0, 20)...))
-	run.stop()
-	// Renamed and copied (new inodes) while stopped: identity is the
-	// content, so nothing is read twice.
-	require.NoError(t, os.Rename(p, filepath.Join(dir, "x-renamed.log")))
-	data, err := os.ReadFile(q)
-	require.NoError(t, err)
-	require.NoError(t, os.Remove(q))
-	require.NoError(t, os.WriteFile(q, data, 0o644))
-	appendFile(t, filepath.Join(dir, "x-renamed.log"), numbered("x", 20, 25)...)
-	appendFile(t, q, numbered("y", 20, 25)...)
-	s2 := &sink{kv: s.kv}
-	start(t, cfg, s2)
-	waitBodies(t, s2, append(numbered("x", 20, 25), numbered("y", 20, 25)...))
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "x.log")
+		appendFile(t, p, numbered("x", 0, 20)...)
+		q := filepath.Join(dir, "y.log")
+		appendFile(t, q, numbered("y", 0, 20)...)
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		s := newSink()
+		run := start(t, cfg, s)
+		waitBodies(t, s, append(numbered("x", 0, 20), numbered("y", 0, 20)...))
+		run.stop()
+		// Renamed and copied (new inodes) while stopped: identity is the
+		// content, so nothing is read twice.
+		require.NoError(t, os.Rename(p, filepath.Join(dir, "x-renamed.log")))
+		data, err := os.ReadFile(q)
+		require.NoError(t, err)
+		require.NoError(t, os.Remove(q))
+		require.NoError(t, os.WriteFile(q, data, 0o644))
+		appendFile(t, filepath.Join(dir, "x-renamed.log"), numbered("x", 20, 25)...)
+		appendFile(t, q, numbered("y", 20, 25)...)
+		s2 := &sink{kv: s.kv}
+		start(t, cfg, s2)
+		waitBodies(t, s2, append(numbered("x", 20, 25), numbered("y", 20, 25)...))
+	})
 }
 
 func TestRefusedBatchesAreReadAgain(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "app.log")
-	var lines []string
-	for i := range 2500 {
-		lines = append(lines, fmt.Sprintf("2024-03-01T10:11:12Z stdout P part-%d ", i))
-		lines = append(lines, fmt.Sprintf("2024-03-01T10:11:12Z stdout F end-%d", i))
-	}
-	appendFile(t, p, lines...)
-	s := newSink()
-	// Refuse every other batch: the lines must come again, once.
-	s.refuse = func(n int) error {
-		if n%2 == 0 {
-			return &actors.RefusedError{Reason: "wal_full", RetryAfter: time.Millisecond}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		var lines []string
+		for i := range 2500 {
+			lines = append(lines, fmt.Sprintf("2024-03-01T10:11:12Z stdout P part-%d ", i))
+			lines = append(lines, fmt.Sprintf("2024-03-01T10:11:12Z stdout F end-%d", i))
 		}
-		return nil
-	}
-	cfg := testConfig(filepath.Join(dir, "*.log"))
-	cfg.Operators = []OperatorConfig{{Type: "container"}}
-	run := start(t, cfg, s)
-	want := make([]string, 2500)
-	for i := range want {
-		want[i] = fmt.Sprintf("part-%d end-%d", i, i)
-	}
-	waitBodies(t, s, want)
-	require.GreaterOrEqual(t, testutil.ToFloat64(run.r.m.refused.WithLabelValues("wal_full")), 3.0)
+		appendFile(t, p, lines...)
+		s := newSink()
+		// Refuse every other batch: the lines must come again, once.
+		s.refuse = func(n int) error {
+			if n%2 == 0 {
+				return &actors.RefusedError{Reason: "wal_full", RetryAfter: time.Millisecond}
+			}
+			return nil
+		}
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.Operators = []OperatorConfig{{Type: "container"}}
+		run := start(t, cfg, s)
+		want := make([]string, 2500)
+		for i := range want {
+			want[i] = fmt.Sprintf("part-%d end-%d", i, i)
+		}
+		waitBodies(t, s, want)
+		require.GreaterOrEqual(t, testutil.ToFloat64(run.r.m.refused.WithLabelValues("wal_full")), 3.0)
+	})
 }
 
 func TestMaxLogSizeSplits(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "app.log")
-	long := strings.Repeat("x", 250)
-	appendFile(t, p, long, "short")
-	cfg := testConfig(filepath.Join(dir, "*.log"))
-	cfg.MaxLogSize = 100
-	s := newSink()
-	run := start(t, cfg, s)
-	waitBodies(t, s, []string{long[:100], long[100:200], long[200:], "short"})
-	require.Equal(t, 2.0, testutil.ToFloat64(run.r.m.linesSplit))
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		long := strings.Repeat("x", 250)
+		appendFile(t, p, long, "short")
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.MaxLogSize = 100
+		s := newSink()
+		run := start(t, cfg, s)
+		waitBodies(t, s, []string{long[:100], long[100:200], long[200:], "short"})
+		require.Equal(t, 2.0, testutil.ToFloat64(run.r.m.linesSplit))
+	})
 }
 
 func TestUnterminatedLineForceFlushed(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "app.log")
-	require.NoError(t, os.WriteFile(p, []byte("done\nno newline yet"), 0o644))
-	s := newSink()
-	start(t, testConfig(filepath.Join(dir, "*.log")), s)
-	waitBodies(t, s, []string{"done", "no newline yet"})
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		require.NoError(t, os.WriteFile(p, []byte("done\nno newline yet"), 0o644))
+		s := newSink()
+		start(t, testConfig(filepath.Join(dir, "*.log")), s)
+		waitBodies(t, s, []string{"done", "no newline yet"})
+	})
 }
 
 func TestMultilineLineStart(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "app.log")
-	appendFile(t, p, "2024 first", "  at a", "  at b", "2024 second", "2024 third")
-	cfg := testConfig(filepath.Join(dir, "*.log"))
-	cfg.Multiline.LineStartPattern = `^\d{4} `
-	s := newSink()
-	start(t, cfg, s)
-	waitBodies(t, s, []string{"2024 first\n  at a\n  at b", "2024 second", "2024 third"})
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "app.log")
+		appendFile(t, p, "2024 first", "  at a", "  at b", "2024 second", "2024 third")
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.Multiline.LineStartPattern = `^\d{4} `
+		s := newSink()
+		start(t, cfg, s)
+		waitBodies(t, s, []string{"2024 first\n  at a\n  at b", "2024 second", "2024 third"})
+	})
 }
 
 func TestOperators(t *testing.T) {
@@ -485,36 +510,38 @@ func TestOperators(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "app.log")
-			appendFile(t, p, tc.line, "sentinel")
-			cfg := testConfig(filepath.Join(dir, "*.log"))
-			cfg.Operators = append(tc.ops, OperatorConfig{Type: "add", ID: "mark", Field: "attributes.seen", Value: val("y")})
-			s := newSink()
-			run := start(t, cfg, s)
-			require.Eventually(t, func() bool {
-				if tc.drop { // the sentinel is no JSON either
-					return testutil.ToFloat64(run.r.m.dropped.WithLabelValues("parse_error")) == 2
-				}
-				for _, r := range s.records() {
-					if r.body == "sentinel" {
-						return true
+			synctest.Test(t, func(t *testing.T) {
+				dir := t.TempDir()
+				p := filepath.Join(dir, "app.log")
+				appendFile(t, p, tc.line, "sentinel")
+				cfg := testConfig(filepath.Join(dir, "*.log"))
+				cfg.Operators = append(tc.ops, OperatorConfig{Type: "add", ID: "mark", Field: "attributes.seen", Value: val("y")})
+				s := newSink()
+				run := start(t, cfg, s)
+				require.Eventually(t, func() bool {
+					if tc.drop { // the sentinel is no JSON either
+						return testutil.ToFloat64(run.r.m.dropped.WithLabelValues("parse_error")) == 2
 					}
+					for _, r := range s.records() {
+						if r.body == "sentinel" {
+							return true
+						}
+					}
+					return false
+				}, 5*time.Second, 10*time.Millisecond)
+				run.stop()
+				recs := s.records()
+				if tc.drop {
+					require.Empty(t, recs)
+					require.Equal(t, 2.0, testutil.ToFloat64(run.r.m.parseErrors.WithLabelValues("json_parser")))
+					return
 				}
-				return false
-			}, 5*time.Second, 10*time.Millisecond)
-			run.stop()
-			recs := s.records()
-			if tc.drop {
-				require.Empty(t, recs)
-				require.Equal(t, 2.0, testutil.ToFloat64(run.r.m.parseErrors.WithLabelValues("json_parser")))
-				return
-			}
-			require.Len(t, recs, 2)
-			r := recs[0]
-			require.Equal(t, "y", r.attrs["seen"])
-			delete(r.attrs, "seen")
-			tc.check(t, r)
+				require.Len(t, recs, 2)
+				r := recs[0]
+				require.Equal(t, "y", r.attrs["seen"])
+				delete(r.attrs, "seen")
+				tc.check(t, r)
+			})
 		})
 	}
 }
