@@ -285,6 +285,7 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 	t.nowTS = pcommon.NewTimestampFromTime(t.nowTime)
 	t.gen++
 	first := t.gen == 1
+	defer t.setGauges()
 
 	// Pass 1: paths whose file we know by identity (same inode).
 	var rest []candidate
@@ -374,15 +375,19 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 
 	t.forget()
 	t.limitOpen()
+	return more, nil
+}
+
+// setGauges sets the files-watched and lag gauges, after every poll.
+func (t *tailer) setGauges() {
 	var lag int64
 	for _, f := range t.files {
 		if f.f != nil && f.size > f.offset {
 			lag += f.size - f.offset
 		}
 	}
-	r.m.lagBytes.Set(float64(lag))
-	r.m.filesWatched.Set(float64(len(t.files)))
-	return more, nil
+	t.r.m.lagBytes.Set(float64(lag))
+	t.r.m.filesWatched.Set(float64(len(t.files)))
 }
 
 // byInode finds the tracked file whose last handle is fi's file.

@@ -1,0 +1,192 @@
+package logs
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obs-dev/obs/actors"
+)
+
+func TestShortFingerprintGrowsAndSurvivesRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "a.log")
+		appendFile(t, p, "tiny")
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		s := newSink()
+		run := start(t, cfg, s)
+		waitBodies(t, s, []string{"tiny"})
+		appendFile(t, p, numbered("a", 0, 40)...) // now well past 1 KiB
+		waitBodies(t, s, append([]string{"tiny"}, numbered("a", 0, 40)...))
+		run.stop()
+		// The stored fingerprint is the full 1 KiB now.
+		var fp []byte
+		for k, v := range s.kv {
+			if filepath.Base(filepath.Dir(k)) == "f" {
+				f, err := decodeCheckpoint(v)
+				require.NoError(t, err)
+				fp = f.fp
+			}
+		}
+		require.Len(t, fp, 1024)
+
+		// A different file with the same first bytes is not the old one.
+		q := filepath.Join(dir, "b.log")
+		appendFile(t, q, "tiny", "but another file")
+		// The old one, moved to a new inode, is.
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.NoError(t, os.Remove(p))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "a2.log"), data, 0o644))
+		appendFile(t, filepath.Join(dir, "a2.log"), "a after restart")
+		s2 := &sink{kv: s.kv}
+		start(t, cfg, s2)
+		waitBodies(t, s2, []string{"tiny", "but another file", "a after restart"})
+	})
+}
+
+func TestDeleteAfterRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "batch-1.log")
+		appendFile(t, p, numbered("x", 0, 5)...)
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.DeleteAfterRead = true
+		s := newSink()
+		start(t, cfg, s)
+		waitBodies(t, s, numbered("x", 0, 5))
+		time.Sleep(100 * time.Millisecond)
+		_, err := os.Stat(p)
+		require.ErrorIs(t, err, os.ErrNotExist)
+	})
+}
+
+func TestExcludeOlderThan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		old := filepath.Join(dir, "old.log")
+		appendFile(t, old, "stale")
+		require.NoError(t, os.Chtimes(old, time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour)))
+		appendFile(t, filepath.Join(dir, "new.log"), "fresh")
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.ExcludeOlderThan = time.Hour
+		s := newSink()
+		start(t, cfg, s)
+		waitBodies(t, s, []string{"fresh"})
+	})
+}
+
+func TestFileAttributesAndResolvedPath(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		real := filepath.Join(dir, "pods", "ns_p_abc", "c", "0.log")
+		appendFile(t, real, "2024-03-01T10:11:12Z stdout F via link")
+		link := filepath.Join(dir, "containers", "p_ns_c-123.log")
+		require.NoError(t, os.MkdirAll(filepath.Dir(link), 0o755))
+		require.NoError(t, os.Symlink(real, link))
+		cfg := testConfig(filepath.Join(dir, "containers", "*.log"))
+		cfg.IncludeFilePath = true
+		cfg.IncludeFilePathResolved = true
+		cfg.IncludeFileNameResolved = true
+		s := newSink()
+		start(t, cfg, s)
+		waitBodies(t, s, []string{"2024-03-01T10:11:12Z stdout F via link"})
+		r := s.records()[0]
+		resolved, err := filepath.EvalSymlinks(real)
+		require.NoError(t, err)
+		require.Equal(t, map[string]any{"log.file.name": "p_ns_c-123.log", "log.file.path": link,
+			"log.file.path_resolved": resolved, "log.file.name_resolved": "0.log"}, r.attrs)
+	})
+}
+
+func TestNopEncodingKeepsBytes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "bin.log")
+		require.NoError(t, os.WriteFile(p, []byte("\xff\xfe raw\nok\n"), 0o644))
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.Encoding = "nop"
+		s := newSink()
+		start(t, cfg, s)
+		require.Eventually(t, func() bool { return len(s.records()) == 2 }, 5*time.Second, 10*time.Millisecond)
+		// AsString renders bytes as base64: the raw bytes were kept.
+		require.Equal(t, "//4gcmF3", s.records()[0].body)
+
+		// utf-8 (the default) replaces invalid bytes.
+		dir2 := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir2, "bin.log"), []byte("\xff\xfe raw\n"), 0o644))
+		s2 := newSink()
+		start(t, testConfig(filepath.Join(dir2, "*.log")), s2)
+		waitBodies(t, s2, []string{"\uFFFD raw"})
+	})
+}
+
+func TestMaxConcurrentFiles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		var want []string
+		for i := range 5 {
+			p := filepath.Join(dir, string(rune('a'+i))+".log")
+			appendFile(t, p, numbered(p, 0, 3)...)
+			want = append(want, numbered(p, 0, 3)...)
+		}
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.MaxConcurrentFiles = 2
+		s := newSink()
+		run := start(t, cfg, s)
+		waitBodies(t, s, want)
+		// More lines after the handles were closed: reopened by path,
+		// resumed at the offset.
+		for i := range 5 {
+			p := filepath.Join(dir, string(rune('a'+i))+".log")
+			appendFile(t, p, numbered(p, 3, 5)...)
+			want = append(want, numbered(p, 3, 5)...)
+		}
+		waitBodies(t, s, want)
+		require.Equal(t, 5.0, testutil.ToFloat64(run.r.m.filesWatched))
+	})
+}
+
+func TestMetricsLagAndCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "a.log")
+		appendFile(t, p, numbered("a", 0, 10)...)
+		s := newSink()
+		// Refuse everything at first: reading pauses, the lag shows.
+		refusing := true
+		s.refuse = func(int) error {
+			if refusing {
+				return errRefusedForTest
+			}
+			return nil
+		}
+		run := start(t, testConfig(filepath.Join(dir, "*.log")), s)
+		time.Sleep(time.Second)
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		require.Equal(t, float64(fi.Size()), testutil.ToFloat64(run.r.m.lagBytes))
+		require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.paused))
+		require.Zero(t, testutil.ToFloat64(run.r.m.linesRead))
+		s.mu.Lock()
+		refusing = false
+		s.mu.Unlock()
+		waitBodies(t, s, numbered("a", 0, 10))
+		time.Sleep(time.Second)
+		require.Zero(t, testutil.ToFloat64(run.r.m.lagBytes))
+		require.Zero(t, testutil.ToFloat64(run.r.m.paused))
+		require.Equal(t, 10.0, testutil.ToFloat64(run.r.m.linesRead))
+		require.Equal(t, 10.0, testutil.ToFloat64(run.r.m.accepted))
+		require.Equal(t, float64(fi.Size()), testutil.ToFloat64(run.r.m.bytesRead))
+		require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.filesWatched))
+		require.Positive(t, testutil.ToFloat64(run.r.m.refused.WithLabelValues("memory_limit")))
+	})
+}
+
+var errRefusedForTest = &actors.RefusedError{Reason: "memory_limit", RetryAfter: 10 * time.Millisecond}
