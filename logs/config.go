@@ -62,12 +62,16 @@ type FilelogConfig struct {
 	// Operators parse and edit each record, in order.
 	Operators []OperatorConfig `yaml:"operators"`
 
+	// Attributes are added to every record.
+	Attributes map[string]string `yaml:"attributes"`
+	// Resource attributes are added to every file's resource.
+	Resource map[string]string `yaml:"resource"`
+
 	// Accepted for compatibility with Collector configs and ignored:
-	// obs keeps checkpoints in its WAL, and retries by re-reading files.
+	// obs keeps checkpoints in its WAL (storage), and a refused batch is
+	// always retried by reading the file again (retry_on_failure).
 	Storage     string     `yaml:"storage"`
 	RetryOnFail *yaml.Node `yaml:"retry_on_failure"`
-	Attributes  *yaml.Node `yaml:"attributes"`
-	Resource    *yaml.Node `yaml:"resource"`
 }
 
 // MultilineConfig sets how lines are joined into records; at most one

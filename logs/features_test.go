@@ -190,3 +190,20 @@ func TestMetricsLagAndCounts(t *testing.T) {
 }
 
 var errRefusedForTest = &actors.RefusedError{Reason: "memory_limit", RetryAfter: 10 * time.Millisecond}
+
+func TestStaticAttributesAndResource(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		appendFile(t, filepath.Join(dir, "a.log"), "hello")
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.IncludeFileName = false
+		cfg.Attributes = map[string]string{"log.type": "app"}
+		cfg.Resource = map[string]string{"service.name": "web"}
+		s := newSink()
+		start(t, cfg, s)
+		waitBodies(t, s, []string{"hello"})
+		r := s.records()[0]
+		require.Equal(t, map[string]any{"log.type": "app"}, r.attrs)
+		require.Equal(t, map[string]any{"service.name": "web"}, r.res)
+	})
+}

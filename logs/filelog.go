@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,7 @@ type FilelogReceiver struct {
 	lineStart *regexp.Regexp
 	lineEnd   *regexp.Regexp
 	nop       bool
+	attrs     [][2]string // static attributes, sorted
 
 	running atomic.Bool
 	now     func() time.Time // test seam
@@ -101,6 +103,10 @@ func NewFilelogReceiver(id string, cfg FilelogConfig, consume func(ctx context.C
 		ops = ops[1:]
 	}
 	r.ops = ops
+	for k, v := range cfg.Attributes {
+		r.attrs = append(r.attrs, [2]string{k, v})
+	}
+	slices.SortFunc(r.attrs, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
 	r.resOps = touchesResource(ops)
 	if p := cfg.Multiline.LineStartPattern; p != "" {
 		r.lineStart = regexp.MustCompile(p) // compiled in Validate
@@ -217,6 +223,9 @@ func (t *tailer) record(f *tracked, ts int64, stream string, body []byte, parseE
 	}
 	if stream != "" {
 		attrs.PutStr("log.iostream", stream)
+	}
+	for _, kv := range r.attrs {
+		attrs.PutStr(kv[0], kv[1])
 	}
 	if parseErr != "" {
 		attrs.PutStr(errorAttr, parseErr)

@@ -564,6 +564,9 @@ func TestValidate(t *testing.T) {
 		}, "operators[1].type"},
 		{"bad field", func(c *FilelogConfig) { c.Operators = []OperatorConfig{{Type: "remove", Field: "foo.x"}} }, "operators[0].field"},
 		{"bad on_error", func(c *FilelogConfig) { c.Operators = []OperatorConfig{{Type: "json_parser", OnError: "ignore"}} }, "operators[0].on_error"},
+		{"non-linear output", func(c *FilelogConfig) {
+			c.Operators = []OperatorConfig{{Type: "json_parser", Output: "elsewhere"}, {Type: "remove", Field: "attributes.x"}}
+		}, "operators[0].output"},
 		{"both multiline", func(c *FilelogConfig) { c.Multiline = MultilineConfig{LineStartPattern: "a", LineEndPattern: "b"} }, "multiline"},
 	}
 	for _, tc := range tests {

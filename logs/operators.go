@@ -254,6 +254,15 @@ func compileOperators(cfgs []OperatorConfig) ([]operator, error) {
 		}
 		ops = append(ops, op)
 	}
+	// Operators run in order: an output may only name the next one.
+	for i, c := range cfgs {
+		if c.Output == "" {
+			continue
+		}
+		if i+1 >= len(ops) || ops[i+1].id != c.Output {
+			return nil, fmt.Errorf("operators[%d].output: %q is not the next operator (only a linear chain is supported)", i, c.Output)
+		}
+	}
 	return ops, nil
 }
 

@@ -122,6 +122,7 @@ func newTailer(r *FilelogReceiver) *tailer {
 		scratch:    plog.NewLogRecord(),
 		scratchRes: pcommon.NewMap(),
 	}
+	t.attrCap = len(r.cfg.Attributes)
 	for _, b := range []bool{r.cfg.IncludeFileName, r.cfg.IncludeFilePath, r.cfg.IncludeFileNameResolved, r.cfg.IncludeFilePathResolved, r.container != nil} {
 		if b {
 			t.attrCap++
@@ -207,6 +208,9 @@ func decodeCheckpoint(v []byte) (*tracked, error) {
 func (t *tailer) initFile(f *tracked, path string) {
 	f.metaPath = path
 	f.res = pcommon.NewMap()
+	for k, v := range t.r.cfg.Resource {
+		f.res.PutStr(k, v)
+	}
 	f.join.maxSize = int(t.r.cfg.MaxLogSize)
 	if c := t.r.container; c != nil {
 		f.join.maxSize = c.maxSize
