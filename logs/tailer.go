@@ -309,7 +309,17 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 		if f.seen == t.gen {
 			continue // a second link to a file already found
 		}
-		if !t.stillSame(f, fi) {
+		reopened := false
+		if f.f == nil { // closed by max_concurrent_files: reopen by path
+			if fh, err := os.Open(p); err == nil {
+				if hfi, err := fh.Stat(); err == nil && os.SameFile(hfi, fi) {
+					f.f, f.fi, reopened = fh, hfi, true
+				} else {
+					fh.Close()
+				}
+			}
+		}
+		if !t.stillSame(f, fi, reopened) {
 			// Truncated in place: the content is gone; only a copy
 			// (copytruncate) may continue it. The path is new content.
 			r.m.truncations.Inc()
@@ -324,15 +334,6 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 			t.setPath(f, p)
 		}
 		f.seen, f.missing = t.gen, 0
-		if f.f == nil {
-			if fh, err := os.Open(p); err == nil {
-				if hfi, err := fh.Stat(); err == nil && os.SameFile(hfi, fi) {
-					f.f, f.fi = fh, hfi
-				} else {
-					fh.Close()
-				}
-			}
-		}
 	}
 
 	// Pass 2: other paths, matched by fingerprint.
@@ -407,11 +408,11 @@ func (t *tailer) byInode(fi os.FileInfo) *tracked {
 // stillSame reports whether f's file still starts with f's fingerprint
 // and is not shorter than what was read. A fingerprint shorter than
 // fingerprint_size grows with the file.
-func (t *tailer) stillSame(f *tracked, fi os.FileInfo) bool {
+func (t *tailer) stillSame(f *tracked, fi os.FileInfo, force bool) bool {
 	if fi.Size() < f.read {
 		return false
 	}
-	if f.f == nil || fi.Size() == f.size {
+	if f.f == nil || (fi.Size() == f.size && !force) {
 		return true
 	}
 	n := int(min(int64(len(t.fpBuf)), fi.Size()))
