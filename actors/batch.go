@@ -4,8 +4,11 @@ import (
 	"fmt"
 
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
 // Signal is the kind of telemetry a batch carries.
@@ -42,8 +45,9 @@ func ParseSignal(s string) (Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q (want logs, metrics or traces)", s)
 }
 
-// Batch is one pdata payload of one signal. Exactly the field named by
-// Signal is set; the others are zero values.
+// Batch is one payload of one signal. Exactly the pdata field named by
+// Signal is set, unless the batch is encoded only (RawBatch): then only
+// Raw is, and Decode builds the pdata when a stage needs it.
 type Batch struct {
 	Signal  Signal
 	Logs    plog.Logs
@@ -54,6 +58,11 @@ type Batch struct {
 	// encoding the payload again. A stage that changes the payload must
 	// clear it (Processor does so before calling its func).
 	Raw []byte
+
+	// encoded marks a batch that has Raw but no pdata yet; items is then
+	// its item count, from the receiver's validating scan.
+	encoded bool
+	items   int
 }
 
 // LogsBatch wraps logs in a Batch.
@@ -65,8 +74,53 @@ func MetricsBatch(m pmetric.Metrics) Batch { return Batch{Signal: SignalMetrics,
 // TracesBatch wraps traces in a Batch.
 func TracesBatch(t ptrace.Traces) Batch { return Batch{Signal: SignalTraces, Traces: t} }
 
+// RawBatch wraps a validated OTLP protobuf export request of items items
+// without decoding it: a pipeline that only batches and stores it never
+// pays for pdata.
+func RawBatch(s Signal, raw []byte, items int) Batch {
+	return Batch{Signal: s, Raw: raw, encoded: true, items: items}
+}
+
+// Encoded reports whether the batch has only Raw (no pdata yet).
+func (b Batch) Encoded() bool { return b.encoded }
+
+// Decode builds the pdata of an encoded batch from Raw (keeping Raw, which
+// still matches); it does nothing for a decoded one.
+func (b *Batch) Decode() error {
+	if !b.encoded {
+		return nil
+	}
+	switch b.Signal {
+	case SignalLogs:
+		r := plogotlp.NewExportRequest()
+		if err := r.UnmarshalProto(b.Raw); err != nil {
+			return fmt.Errorf("decode logs request: %w", err)
+		}
+		b.Logs = r.Logs()
+	case SignalMetrics:
+		r := pmetricotlp.NewExportRequest()
+		if err := r.UnmarshalProto(b.Raw); err != nil {
+			return fmt.Errorf("decode metrics request: %w", err)
+		}
+		b.Metrics = r.Metrics()
+	case SignalTraces:
+		r := ptraceotlp.NewExportRequest()
+		if err := r.UnmarshalProto(b.Raw); err != nil {
+			return fmt.Errorf("decode traces request: %w", err)
+		}
+		b.Traces = r.Traces()
+	default:
+		return fmt.Errorf("decode request: unknown signal %s", b.Signal)
+	}
+	b.encoded, b.items = false, 0
+	return nil
+}
+
 // Items counts log records, metric data points or spans.
 func (b Batch) Items() int {
+	if b.encoded {
+		return b.items
+	}
 	switch b.Signal {
 	case SignalLogs:
 		return b.Logs.LogRecordCount()
@@ -81,7 +135,10 @@ func (b Batch) Items() int {
 // Clone returns a deep copy, for fan-out to a second consumer that may
 // change the payload.
 func (b Batch) Clone() Batch {
-	c := Batch{Signal: b.Signal, Raw: b.Raw} // Raw is never written to, so it can be shared
+	if b.encoded {
+		return b // Raw is never written to, so it can be shared
+	}
+	c := Batch{Signal: b.Signal, Raw: b.Raw}
 	switch b.Signal {
 	case SignalLogs:
 		c.Logs = plog.NewLogs()
@@ -97,8 +154,11 @@ func (b Batch) Clone() Batch {
 }
 
 // MoveTo moves every resource of b to the end of dst, leaving b empty.
-// Both must carry the same signal.
+// Both must carry the same signal and be decoded.
 func (b Batch) MoveTo(dst Batch) {
+	if b.encoded || dst.encoded {
+		panic("BUG: actors: MoveTo on an encoded batch; Decode it first")
+	}
 	if b.Signal != dst.Signal {
 		panic("BUG: actors: MoveTo across signals " + b.Signal.String() + " -> " + dst.Signal.String())
 	}

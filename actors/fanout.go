@@ -39,6 +39,10 @@ type Processor struct {
 
 // Consume implements Stage.
 func (p Processor) Consume(ctx context.Context, env *Envelope, emit Emit) {
+	if err := env.Batch.Decode(); err != nil {
+		env.Ack.Done(err)
+		return
+	}
 	env.Batch.Raw = nil // the func may change the payload
 	if err := p.Fn(ctx, env.Batch); err != nil {
 		env.Ack.Done(err)

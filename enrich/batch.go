@@ -61,16 +61,20 @@ type Batch struct {
 	log    *slog.Logger
 	queued func() int // envelopes waiting behind the current one
 
+	// While every merged envelope carries its encoded request, the batch
+	// stays encoded: raw is their concatenation (concatenated protobuf
+	// messages of one type are one message with the repeated fields
+	// appended) and nothing is decoded. The first envelope without Raw
+	// turns it into decoded pdata in pending.
+	signal       actors.Signal
+	raw          []byte
 	pending      actors.Batch
+	decoded      bool
 	pendingItems int
-	// raw is the concatenation of the merged envelopes' encoded requests
-	// (concatenated protobuf messages of one type are one message with the
-	// repeated fields appended); nil as soon as one envelope has none.
-	raw    []byte
-	acks   []*actors.Ack
-	extra  []actors.KV
-	origin string
-	since  time.Time
+	acks         []*actors.Ack
+	extra        []actors.KV
+	origin       string
+	since        time.Time
 }
 
 // NewBatch validates cfg and returns the stage. queued reports how many
@@ -94,27 +98,53 @@ func (b *Batch) SetQueued(f func() int) { b.queued = f }
 // Consume implements actors.Stage.
 func (b *Batch) Consume(ctx context.Context, env *actors.Envelope, emit actors.Emit) {
 	n := env.Batch.Items()
-	if b.acks != nil && (env.Batch.Signal != b.pending.Signal ||
+	if b.acks != nil && (env.Batch.Signal != b.signal ||
 		(b.cfg.SendBatchMaxSize > 0 && b.pendingItems+n > b.cfg.SendBatchMaxSize)) {
 		b.flush(emit)
 	}
+	if err := b.add(env.Batch); err != nil {
+		env.Ack.Done(err)
+		return
+	}
 	if b.acks == nil {
-		b.pending = env.Batch.Empty()
 		b.origin = env.Origin
 		b.since = time.Now()
-		b.raw = env.Batch.Raw
-	} else if b.raw != nil && env.Batch.Raw != nil {
-		b.raw = append(b.raw[:len(b.raw):len(b.raw)], env.Batch.Raw...)
-	} else {
-		b.raw = nil
 	}
-	env.Batch.MoveTo(b.pending)
 	b.pendingItems += n
 	b.acks = append(b.acks, env.Ack)
 	b.extra = append(b.extra, env.Extra...)
 	if b.queued() == 0 || (b.cfg.SendBatchSize > 0 && b.pendingItems >= b.cfg.SendBatchSize) {
 		b.flush(emit)
 	}
+}
+
+// add merges in into the pending batch, keeping it encoded while it can.
+func (b *Batch) add(in actors.Batch) error {
+	switch {
+	case b.acks == nil && in.Raw != nil:
+		b.signal, b.raw, b.decoded = in.Signal, in.Raw, false
+		return nil
+	case b.acks == nil:
+		b.signal, b.decoded = in.Signal, true
+		b.pending = in.Empty()
+	case !b.decoded && in.Raw != nil:
+		b.raw = append(b.raw[:len(b.raw):len(b.raw)], in.Raw...)
+		return nil
+	case !b.decoded:
+		// The first envelope that was changed on its way: decode what
+		// was merged so far and continue in pdata.
+		p := actors.RawBatch(b.signal, b.raw, b.pendingItems)
+		if err := p.Decode(); err != nil {
+			return err
+		}
+		p.Raw = nil
+		b.pending, b.raw, b.decoded = p, nil, true
+	}
+	if err := in.Decode(); err != nil {
+		return err
+	}
+	in.MoveTo(b.pending)
+	return nil
 }
 
 // TickInterval implements actors.Ticker: a partial batch never waits
@@ -152,9 +182,12 @@ func (b *Batch) flush(emit actors.Emit) {
 			}
 		})
 	}
-	b.pending.Raw = b.raw
-	env := &actors.Envelope{Batch: b.pending, Origin: b.origin, Ack: ack, Extra: b.extra}
-	b.pending, b.pendingItems, b.acks, b.extra, b.raw = actors.Batch{}, 0, nil, nil, nil
+	batch := b.pending
+	if !b.decoded {
+		batch = actors.RawBatch(b.signal, b.raw, b.pendingItems)
+	}
+	env := &actors.Envelope{Batch: batch, Origin: b.origin, Ack: ack, Extra: b.extra}
+	b.pending, b.raw, b.decoded, b.pendingItems, b.acks, b.extra = actors.Batch{}, nil, false, 0, nil, nil
 	if err := emit(env); err != nil {
 		ack.Done(err)
 	}

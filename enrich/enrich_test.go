@@ -170,3 +170,40 @@ func decodeLogsRequest(b []byte) (plog.Logs, error) {
 	err := r.UnmarshalProto(b)
 	return r.Logs(), err
 }
+
+func TestBatchStaysEncodedUntilAChangedEnvelope(t *testing.T) {
+	queued := 2
+	b, err := NewBatch(BatchConfig{SendBatchSize: 1000}, func() int { return queued }, nil)
+	require.NoError(t, err)
+	var out collect
+	raw := func(n int) *actors.Envelope {
+		e := logsEnv(n)
+		p, err := plogotlpRequest(e.Batch.Logs)
+		require.NoError(t, err)
+		e.Batch = actors.RawBatch(actors.SignalLogs, p, n)
+		return e
+	}
+	b.Consume(context.Background(), raw(2), out.emit)
+	queued--
+	b.Consume(context.Background(), raw(3), out.emit)
+	queued--
+	b.Consume(context.Background(), raw(4), out.emit)
+	require.Len(t, out.envs, 1)
+	got := out.envs[0].Batch
+	require.True(t, got.Encoded(), "only encoded envelopes: nothing was decoded")
+	require.Equal(t, 9, got.Items())
+	require.NoError(t, got.Decode())
+	require.Equal(t, 9, got.Logs.LogRecordCount())
+
+	// Encoded, then an envelope some processor changed (no Raw): the
+	// merged batch is decoded and holds both.
+	queued = 1
+	b.Consume(context.Background(), raw(2), out.emit)
+	queued = 0
+	b.Consume(context.Background(), logsEnv(5), out.emit)
+	require.Len(t, out.envs, 2)
+	got = out.envs[1].Batch
+	require.False(t, got.Encoded())
+	require.Nil(t, got.Raw)
+	require.Equal(t, 7, got.Logs.LogRecordCount())
+}

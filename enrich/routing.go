@@ -190,6 +190,10 @@ func NewRouting(id string, cfg RoutingConfig, pipelines map[string]*actors.Ref, 
 
 // Consume implements actors.Stage.
 func (r *Routing) Consume(ctx context.Context, env *actors.Envelope, _ actors.Emit) {
+	if err := env.Batch.Decode(); err != nil { // routes read resource attributes
+		env.Ack.Done(err)
+		return
+	}
 	// Split by route; the common case (one route takes everything) passes
 	// the batch on without copying.
 	n := resourceCount(env.Batch)

@@ -101,6 +101,9 @@ func encodeJSON(b actors.Batch) ([]byte, error) {
 // encodeProto turns a batch into an OTLP protobuf export request (the WAL
 // payload format).
 func encodeProto(b actors.Batch) ([]byte, error) {
+	if b.Raw != nil {
+		return b.Raw, nil
+	}
 	switch b.Signal {
 	case actors.SignalLogs:
 		return plogotlp.NewExportRequestFromLogs(b.Logs).MarshalProto()
