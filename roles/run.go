@@ -41,7 +41,7 @@ type runtime struct {
 
 	queues    map[config.ID]*wal.Queue
 	exporters []*export.Exporter
-	receivers []*export.OTLPReceiver
+	receivers []receiver
 	heads     map[config.PipelineID]*actors.Ref
 	procFuncs map[config.ID]actors.ProcessFunc
 	stopOrder []*actors.Ref // upstream first
@@ -128,7 +128,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		return err
 	}
 	for _, r := range rt.receivers {
-		if err := r.Start(); err != nil {
+		st, ok := r.(starter)
+		if !ok {
+			continue
+		}
+		if err := st.Start(); err != nil {
 			_ = rt.sys.Stop(context.Background())
 			_ = admin.Close()
 			return fmt.Errorf("start receiver: %w", err)
@@ -427,12 +431,11 @@ func (rt *runtime) build() error {
 		if len(heads) == 0 {
 			continue
 		}
-		consumers := map[actors.Signal]export.ConsumeFunc{}
+		consume := map[actors.Signal]consumeFunc{}
 		for sig, hs := range heads {
-			consumers[sig] = consumeInto(id.String(), hs)
+			consume[sig] = consumeInto(id.String(), hs)
 		}
-		cfg := p.settings[kindReceiver][id].(export.OTLPReceiverConfig)
-		r, err := export.NewOTLPReceiver(id.String(), cfg, consumers, rt.log, rt.reg)
+		r, err := rt.newReceiver(id, p.settings[kindReceiver][id], consume)
 		if err != nil {
 			return fmt.Errorf("receiver %s: %w", id, err)
 		}
@@ -441,12 +444,39 @@ func (rt *runtime) build() error {
 	return nil
 }
 
+// receiver is what every receiver type offers the run: Run until ctx
+// ends. Those that bind ports also implement starter, so a bind error
+// stops the start instead of surfacing later.
+type receiver interface {
+	Run(ctx context.Context) error
+}
+
+type starter interface {
+	Start() error
+}
+
+// consumeFunc hands a batch, and the key/values that must be committed
+// with it, to the pipelines; it returns once they are durable.
+type consumeFunc func(ctx context.Context, b actors.Batch, extra []actors.KV) error
+
+func (rt *runtime) newReceiver(id config.ID, settings any, consume map[actors.Signal]consumeFunc) (receiver, error) {
+	switch cfg := settings.(type) {
+	case export.OTLPReceiverConfig:
+		fns := map[actors.Signal]export.ConsumeFunc{}
+		for sig, f := range consume {
+			fns[sig] = func(ctx context.Context, b actors.Batch) error { return f(ctx, b, nil) }
+		}
+		return export.NewOTLPReceiver(id.String(), cfg, fns, rt.log, rt.reg)
+	}
+	return nil, fmt.Errorf("BUG: receiver %s has no constructor (%T)", id, settings)
+}
+
 // consumeInto returns the receiver's ConsumeFunc: it hands a batch to every
 // head and answers only when each copy is durable in the WAL (or failed).
 // A pipeline that stays full for pipelineFullWait refuses, so the client
 // backs off instead of holding a connection forever.
-func consumeInto(origin string, heads []*actors.Ref) export.ConsumeFunc {
-	return func(ctx context.Context, b actors.Batch) error {
+func consumeInto(origin string, heads []*actors.Ref) consumeFunc {
+	return func(ctx context.Context, b actors.Batch, extra []actors.KV) error {
 		ack := actors.NewAck()
 		ack.Add(len(heads) - 1)
 		sendCtx, cancel := context.WithTimeout(ctx, pipelineFullWait)
@@ -456,7 +486,7 @@ func consumeInto(origin string, heads []*actors.Ref) export.ConsumeFunc {
 			if i < len(heads)-1 {
 				bb = b.Clone()
 			}
-			if err := h.Send(sendCtx, &actors.Envelope{Batch: bb, Origin: origin, Ack: ack}); err != nil {
+			if err := h.Send(sendCtx, &actors.Envelope{Batch: bb, Origin: origin, Ack: ack, Extra: extra}); err != nil {
 				if ctx.Err() == nil {
 					err = &actors.RefusedError{Reason: "pipeline_full", RetryAfter: time.Second}
 				}
