@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -205,5 +206,32 @@ func TestStaticAttributesAndResource(t *testing.T) {
 		r := s.records()[0]
 		require.Equal(t, map[string]any{"log.type": "app"}, r.attrs)
 		require.Equal(t, map[string]any{"service.name": "web"}, r.res)
+	})
+}
+
+func TestConstructorAndRunOnce(t *testing.T) {
+	cfg := testConfig(filepath.Join(t.TempDir(), "*.log"))
+	s := newSink()
+	_, err := NewFilelogReceiver("", cfg, s.consume, nil, nil, nil)
+	require.ErrorContains(t, err, "empty id")
+	_, err = NewFilelogReceiver("filelog", cfg, nil, nil, nil, nil)
+	require.ErrorContains(t, err, "nil consume")
+	bad := cfg
+	bad.StartAt = "now"
+	_, err = NewFilelogReceiver("filelog", bad, s.consume, nil, nil, nil)
+	require.ErrorContains(t, err, "start_at")
+
+	synctest.Test(t, func(t *testing.T) {
+		run := start(t, cfg, s)
+		time.Sleep(time.Second)
+		require.ErrorContains(t, run.r.Run(t.Context()), "already running")
+		run.stop()
+		require.NoError(t, <-func() chan error {
+			ch := make(chan error, 1)
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			ch <- run.r.Run(ctx) // runs again once stopped
+			return ch
+		}())
 	})
 }

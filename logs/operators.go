@@ -85,21 +85,40 @@ func parseField(s string) (field, error) {
 			f.path = append(f.path, rest[:end])
 			rest = rest[end:]
 		case '[':
-			end := strings.Index(rest, "]")
-			if end < 0 {
-				return f, fmt.Errorf("field %q: missing ]", s)
+			inner := strings.TrimLeft(rest[1:], " ")
+			var name string
+			switch {
+			case strings.HasPrefix(inner, `"`):
+				q, err := strconv.QuotedPrefix(inner)
+				if err != nil {
+					return f, fmt.Errorf("field %q: bad quoted name", s)
+				}
+				name, _ = strconv.Unquote(q)
+				inner = inner[len(q):]
+			case strings.HasPrefix(inner, "'"):
+				end := strings.IndexByte(inner[1:], '\'')
+				if end < 0 {
+					return f, fmt.Errorf("field %q: missing '", s)
+				}
+				name = inner[1 : 1+end]
+				inner = inner[2+end:]
+			default:
+				end := strings.IndexByte(inner, ']')
+				if end < 0 {
+					return f, fmt.Errorf("field %q: missing ]", s)
+				}
+				name = strings.TrimSpace(inner[:end])
+				inner = inner[end:]
 			}
-			name := strings.TrimSpace(rest[1:end])
-			if uq, err := strconv.Unquote(name); err == nil {
-				name = uq
-			} else if len(name) >= 2 && name[0] == '\'' && name[len(name)-1] == '\'' {
-				name = name[1 : len(name)-1]
+			inner = strings.TrimLeft(inner, " ")
+			if !strings.HasPrefix(inner, "]") {
+				return f, fmt.Errorf("field %q: missing ]", s)
 			}
 			if name == "" {
 				return f, fmt.Errorf("field %q: empty name", s)
 			}
 			f.path = append(f.path, name)
-			rest = rest[end+1:]
+			rest = inner[1:]
 		default:
 			return f, fmt.Errorf("field %q: unexpected %q", s, rest[:1])
 		}
