@@ -129,7 +129,7 @@ func (s *series) classify(family string, md metadata.Metadata) {
 	switch md.Type {
 	case model.MetricTypeCounter:
 		s.kind = kindCounter
-		if family != "" && name == family+"_created" {
+		if family != "" && isCreatedSeries(name, family, md.Type) {
 			s.kind = kindSkip
 		}
 	case model.MetricTypeHistogram, model.MetricTypeGaugeHistogram:
@@ -168,6 +168,18 @@ func (s *series) classify(family string, md metadata.Metadata) {
 	b.Reset(s.attrs)
 	b.Set(model.MetricNameLabel, s.name)
 	s.group = b.Labels().Hash()
+}
+
+// isCreatedSeries reports an OpenMetrics _created series of a cumulative
+// family.
+func isCreatedSeries(name, family string, typ model.MetricType) bool {
+	switch typ {
+	case model.MetricTypeCounter:
+		return name == strings.TrimSuffix(family, "_total")+"_created"
+	case model.MetricTypeHistogram, model.MetricTypeGaugeHistogram, model.MetricTypeSummary:
+		return name == family+"_created"
+	}
+	return false
 }
 
 func parseBound(v string) float64 {
@@ -295,6 +307,9 @@ type transaction struct {
 
 	md        pmetric.Metrics
 	samples   int // appended samples, report series excluded
+
+	lastFamily string // family of the last sample with metadata
+	lastMD     metadata.Metadata
 	resources map[resKey]*resBuilder
 	points    int
 	closed    bool
@@ -355,13 +370,21 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 	if report {
 		family = family[:len(family)-1]
 	}
+	md := opts.Metadata
+	if family == "" && !report && tx.lastFamily != "" && isCreatedSeries(ls.Get(model.MetricNameLabel), tx.lastFamily, tx.lastMD.Type) {
+		// Prometheus passes no metadata with an OpenMetrics _created line:
+		// it belongs to the family before it.
+		family, md = tx.lastFamily, tx.lastMD
+	}
 	s, created := tx.a.series.get(ref, ls)
-	if created || (family != "" && (family != s.family || opts.Metadata.Type != s.typ)) {
-		md := opts.Metadata
+	if created || (family != "" && (family != s.family || md.Type != s.typ)) {
 		if family == "" {
 			md.Type = model.MetricTypeUnknown
 		}
 		s.classify(family, md)
+	}
+	if family != "" && !report {
+		tx.lastFamily, tx.lastMD = family, md
 	}
 	s.seen.Store(tx.now)
 	if !report {
@@ -392,15 +415,22 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 			tx.duration = v
 		}
 	}
-	if s.kind == kindSkip {
+	kind := s.kind
+	switch {
+	case h != nil || fh != nil:
+		kind = kindNative
+	case kind == kindNative:
+		kind = kindGauge // a float sample named like its histogram family
+	}
+	if kind == kindSkip {
 		return s.ref, nil
 	}
 	rb := tx.resource(s)
-	switch s.kind {
+	switch kind {
 	case kindGauge, kindCounter:
-		m := rb.metric(s, s.kind)
+		m := rb.metric(s, kind)
 		var dp pmetric.NumberDataPoint
-		if s.kind == kindCounter {
+		if kind == kindCounter {
 			dp = m.Sum().DataPoints().AppendEmpty()
 		} else {
 			dp = m.Gauge().DataPoints().AppendEmpty()
@@ -411,7 +441,7 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 			dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
 		} else {
 			dp.SetDoubleValue(v)
-			if s.kind == kindCounter {
+			if kind == kindCounter {
 				dp.SetStartTimestamp(msToTS(s.startTime(st, t, v)))
 			}
 		}
@@ -556,7 +586,7 @@ func (tx *transaction) appendNative(rb *resBuilder, s *series, st, t int64, h *h
 		dp.BucketCounts().FromRaw(counts)
 		return
 	}
-	m := rb.metric(s, s.kind)
+	m := rb.metric(s, kindNative)
 	dp := m.ExponentialHistogram().DataPoints().AppendEmpty()
 	setAttrs(dp.Attributes(), s.attrs)
 	dp.SetTimestamp(msToTS(t))

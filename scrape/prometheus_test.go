@@ -307,14 +307,15 @@ func TestScrapeOpenMetricsFixture(t *testing.T) {
 	require.Equal(t, pmetric.MetricTypeSum, p.metric.Type())
 	require.Equal(t, "seconds", p.metric.Unit())
 	require.Equal(t, "CPU time.", p.metric.Description())
-	require.Equal(t, pcommon.Timestamp(1700000000*int64(time.Second)), p.start, "start from _created")
+	require.Equal(t, p.ts, p.start, "first sight of the series (see ParseST in NewPrometheusReceiver)")
 	require.Empty(t, c.points("process_cpu_seconds_created"), "_created is a start time, not a series")
 
 	h := c.waitPoints(t, "request_size_bytes", 1)[0]
 	require.Equal(t, pmetric.MetricTypeHistogram, h.metric.Type())
 	require.Equal(t, "bytes", h.metric.Unit())
 	hp := h.metric.Histogram().DataPoints().At(0)
-	require.Equal(t, pcommon.Timestamp(1700000100*int64(time.Second)), hp.StartTimestamp())
+	require.Equal(t, hp.Timestamp(), hp.StartTimestamp())
+	require.Empty(t, c.points("request_size_bytes_created"))
 	require.Equal(t, []uint64{1, 2, 1}, hp.BucketCounts().AsRaw())
 
 	g := c.waitPoints(t, "queue_length", 1)[0]
@@ -369,7 +370,6 @@ func TestScrapeNativeHistogramProtobuf(t *testing.T) {
 		idx := want - int(off)
 		require.True(t, idx >= 0 && idx < len(counts) && counts[idx] == 1, "bucket %d (offset %d, counts %v)", want, off, counts)
 	}
-	// client_golang sends a created timestamp over protobuf.
 	require.NotZero(t, dp.StartTimestamp())
 	require.LessOrEqual(t, dp.StartTimestamp(), dp.Timestamp())
 }
@@ -386,6 +386,15 @@ func TestScrapeGarbageTarget(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return testutil.ToFloat64(counterWith(t, reg, "obs_scrape_failed_scrapes_total", "bad")) >= 2
 	}, 5*time.Second, 20*time.Millisecond)
+}
+
+func TestScrapeParserPanicInput(t *testing.T) {
+	// This OpenMetrics input makes Prometheus' parser panic when start
+	// timestamps are parsed; obs must survive it.
+	srv := serve(t, "application/openmetrics-text; version=1.0.0", "# TYPE A0000000000000000 counter\nA 0\n0")
+	c := &collector{}
+	runReceiver(t, staticJob("panic", "200ms", hostOf(srv)), Sharding{}, c)
+	c.waitPoints(t, "up", 2)
 }
 
 func TestScrapeRefusedIsCounted(t *testing.T) {
