@@ -305,14 +305,14 @@ type transaction struct {
 	deadline time.Duration
 	now      int64 // unix ms when the scrape began
 
-	md        pmetric.Metrics
-	samples   int // appended samples, report series excluded
+	md      pmetric.Metrics
+	samples int // appended samples, report series excluded
 
 	lastFamily string // family of the last sample with metadata
 	lastMD     metadata.Metadata
-	resources map[resKey]*resBuilder
-	points    int
-	closed    bool
+	resources  map[resKey]*resBuilder
+	points     int
+	closed     bool
 
 	// The scrape report.
 	hasUp                   bool

@@ -197,14 +197,14 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 	r.app = newAppendable(consume, r.shard, r.metrics, r.scfgs, maxInterval, log)
 
 	opts := &promscrape.Options{
-		PassMetadataInContext:   true, // the appender sees the target (hand-off safety net)
-		AppendMetadata:          true, // type, unit, help with every sample
+		PassMetadataInContext: true, // the appender sees the target (hand-off safety net)
+		AppendMetadata:        true, // type, unit, help with every sample
 		// ParseST stays off: Prometheus v0.316.0's OpenMetrics parser
 		// panics in StartTimestamp on a sample whose name is shorter than
 		// its family's (found by FuzzAppender; the scrape loop has no
 		// recover), so one bad target could crash the process. Start
 		// timestamps are synthesised instead, and _created series dropped.
-		ParseST: false,
+		ParseST:                 false,
 		DiscoveryReloadInterval: model.Duration(scrapeReloadInterval),
 	}
 	if shard.Seed != "" {
