@@ -235,3 +235,54 @@ func TestConstructorAndRunOnce(t *testing.T) {
 		}())
 	})
 }
+
+// TestRawMatchesPdata checks that the raw OTLP encoding gives exactly the
+// records the pdata path builds.
+func TestRawMatchesPdata(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pods", "prod_web-1_0f6a9c2e", "nginx", "2.log")
+	appendFile(t, p,
+		"2024-03-01T10:11:12.000000001Z stdout F full line",
+		"2024-03-01T10:11:13.000000000Z stderr P first ",
+		"2024-03-01T10:11:13.300000000Z stderr F third \xff invalid utf-8",
+		"not a cri line at all",
+		`{"log":"docker é\n","stream":"stdout","time":"2024-03-01T10:11:12Z"}`,
+		"2024-03-01T10:11:13Z stdout F "+string(make([]byte, 300)),
+	)
+	collect := func(raw bool) []rec {
+		var out []rec
+		synctest.Test(t, func(t *testing.T) {
+			cfg := testConfig(filepath.Join(dir, "pods", "*", "*", "*.log"))
+			cfg.IncludeFilePath = true
+			cfg.IncludeFilePathResolved = true
+			cfg.Attributes = map[string]string{"b": "2", "a": "1"}
+			cfg.Resource = map[string]string{"cluster": "c1"}
+			cfg.Operators = []OperatorConfig{{Type: "container", ID: "cp"}}
+			s := newSink()
+			r, err := NewFilelogReceiver("filelog", cfg, s.consume, nil, nil, nil)
+			require.NoError(t, err)
+			require.True(t, r.raw)
+			r.raw = raw
+			r.now = func() time.Time { return time.Unix(1700000000, 5) }
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error)
+			go func() { done <- r.Run(ctx) }()
+			require.Eventually(t, func() bool { return len(s.records()) == 5 }, 5*time.Second, 10*time.Millisecond)
+			cancel()
+			require.NoError(t, <-done)
+			out = s.records()
+		})
+		return out
+	}
+	raw, pd := collect(true), collect(false)
+	require.Len(t, raw, 5)
+	require.Equal(t, pd, raw)
+	require.Equal(t, "third \uFFFD invalid utf-8", func() string {
+		for _, r := range raw {
+			if r.attrs["log.iostream"] == "stderr" {
+				return r.body[len("first "):]
+			}
+		}
+		return ""
+	}())
+}

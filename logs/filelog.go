@@ -57,6 +57,9 @@ type FilelogReceiver struct {
 	lineEnd   *regexp.Regexp
 	nop       bool
 	attrs     [][2]string // static attributes, sorted
+	// raw: no operator needs pdata, so records are encoded straight to
+	// OTLP protobuf (encode.go) and sent as actors.RawBatch.
+	raw bool
 
 	running atomic.Bool
 	now     func() time.Time // test seam
@@ -108,6 +111,7 @@ func NewFilelogReceiver(id string, cfg FilelogConfig, consume func(ctx context.C
 	}
 	slices.SortFunc(r.attrs, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
 	r.resOps = touchesResource(ops)
+	r.raw = len(ops) == 0
 	if p := cfg.Multiline.LineStartPattern; p != "" {
 		r.lineStart = regexp.MustCompile(p) // compiled in Validate
 	}
@@ -188,6 +192,10 @@ func refusedReason(err error) string {
 // record appends one record for body to the batch and runs the operators.
 func (t *tailer) record(f *tracked, ts int64, stream string, body []byte, parseErr string) {
 	r := t.r
+	if r.raw {
+		t.rawRecord(f, ts, stream, body, parseErr)
+		return
+	}
 	var lr plog.LogRecord
 	var res pcommon.Map
 	if r.resOps {
@@ -268,6 +276,34 @@ func (t *tailer) record(f *tracked, ts int64, stream string, body []byte, parseE
 		dst := t.recordsWithResource(f, res)
 		lr.MoveTo(dst.AppendEmpty())
 	}
+}
+
+// rawRecord encodes one record of f on the raw path.
+func (t *tailer) rawRecord(f *tracked, ts int64, stream string, body []byte, parseErr string) {
+	r := t.r
+	t.markRead(f)
+	var a rawAttrs
+	if r.cfg.IncludeFileName {
+		a.add("log.file.name", f.name)
+	}
+	if r.cfg.IncludeFilePath {
+		a.add("log.file.path", f.path)
+	}
+	if r.cfg.IncludeFileNameResolved {
+		a.add("log.file.name_resolved", f.resolvedName)
+	}
+	if r.cfg.IncludeFilePathResolved {
+		a.add("log.file.path_resolved", f.resolvedPath)
+	}
+	if stream != "" {
+		a.add("log.iostream", stream)
+	}
+	if parseErr != "" {
+		a.add(errorAttr, parseErr)
+	}
+	f.rawRecords = appendRawRecord(f.rawRecords, ts, int64(t.nowTS), body, r.nop, &a, r.attrs)
+	t.batchN++
+	t.batchBytes += len(body)
 }
 
 // dropFlag marks a record dropped by an operator; flush removes them.

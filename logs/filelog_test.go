@@ -23,10 +23,11 @@ import (
 
 // rec is one received record, flattened for assertions.
 type rec struct {
-	body  string
-	ts    int64
-	attrs map[string]any
-	res   map[string]any
+	body     string
+	ts       int64
+	observed int64
+	attrs    map[string]any
+	res      map[string]any
 }
 
 // sink is the test's consume/get pair: records and KVs stored together,
@@ -47,6 +48,9 @@ func (s *sink) consume(_ context.Context, b actors.Batch, extra []actors.KV) err
 	if b.Signal != actors.SignalLogs {
 		return errors.New("not logs")
 	}
+	if err := b.Decode(); err != nil { // a raw batch must be valid OTLP
+		return err
+	}
 	if s.refuse != nil {
 		if err := s.refuse(s.batches); err != nil {
 			s.batches++
@@ -61,7 +65,7 @@ func (s *sink) consume(_ context.Context, b actors.Batch, extra []actors.KV) err
 			lrs := rl.ScopeLogs().At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
 				lr := lrs.At(k)
-				s.recs = append(s.recs, rec{body: lr.Body().AsString(), ts: int64(lr.Timestamp()),
+				s.recs = append(s.recs, rec{body: lr.Body().AsString(), ts: int64(lr.Timestamp()), observed: int64(lr.ObservedTimestamp()),
 					attrs: lr.Attributes().AsRaw(), res: rl.Resource().Attributes().AsRaw()})
 			}
 		}

@@ -53,12 +53,14 @@ type tracked struct {
 	}
 
 	// batch state, valid while batchGen equals the tailer's
-	batchGen  uint64
-	inBatch   bool
-	records   plog.LogRecordSlice
-	batchRes  pcommon.Map
-	ckpt      int64 // offset written with the batch in flight
-	readAtCut int64
+	batchGen uint64
+	inBatch  bool
+	records  plog.LogRecordSlice
+	batchRes pcommon.Map
+	ckpt     int64 // offset written with the batch in flight
+
+	rawRes     []byte // the encoded Resource content (raw path)
+	rawRecords []byte // encoded log_records of the batch (raw path)
 }
 
 func (f *tracked) pendingAny() bool {
@@ -224,6 +226,9 @@ func (t *tailer) initFile(f *tracked, path string) {
 				f.res.PutStr("k8s.container.restart_count", m.restart)
 			}
 		}
+	}
+	if t.r.raw {
+		f.rawRes = rawResource(f.res)
 	}
 	t.setPath(f, path)
 }
@@ -658,7 +663,23 @@ func (t *tailer) flush(ctx context.Context) error {
 		})
 	}
 	n := t.batchN
-	err := r.consume(ctx, actors.LogsBatch(t.batch), extra)
+	b := actors.LogsBatch(t.batch)
+	if r.raw {
+		size := 0
+		for _, f := range t.touched {
+			if len(f.rawRecords) > 0 {
+				size += lenField(rawResourceLogsSize(f.rawRes, f.rawRecords))
+			}
+		}
+		raw := make([]byte, 0, size)
+		for _, f := range t.touched {
+			if len(f.rawRecords) > 0 {
+				raw = appendRawResourceLogs(raw, f.rawRes, f.rawRecords)
+			}
+		}
+		b = actors.RawBatch(actors.SignalLogs, raw, n)
+	}
+	err := r.consume(ctx, b, extra)
 	clear(extra)
 	if err != nil {
 		r.m.refused.WithLabelValues(refusedReason(err)).Inc()
@@ -692,10 +713,16 @@ func (t *tailer) resetBatch() {
 	for _, f := range t.touched {
 		f.inBatch = false
 		f.records = plog.LogRecordSlice{}
+		f.rawRecords = f.rawRecords[:0]
+		if cap(f.rawRecords) > 4<<20 {
+			f.rawRecords = nil
+		}
 	}
 	clear(t.touched)
 	t.touched = t.touched[:0]
-	t.batch = plog.NewLogs()
+	if !t.r.raw { // on the raw path t.batch stays empty
+		t.batch = plog.NewLogs()
+	}
 	t.batchGen++
 	t.batchN, t.batchBytes, t.drops = 0, 0, 0
 }
