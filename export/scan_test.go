@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -411,6 +412,53 @@ func TestScanRequestAgreesWithPdata(t *testing.T) {
 				requireSameAsPdata(t, s, p)
 			})
 		}
+	}
+}
+
+// TestScanRequestMutations is a bounded, deterministic companion to the
+// fuzzers: protobuf-shaped mutations (wire type changes, length bumps,
+// byte inserts and deletes) of every seed must get the same verdict and
+// count from scanRequest and pdata.
+func TestScanRequestMutations(t *testing.T) {
+	const rounds = 20000
+	for _, s := range []actors.Signal{actors.SignalLogs, actors.SignalMetrics, actors.SignalTraces} {
+		t.Run(s.String(), func(t *testing.T) {
+			seeds := scanSeeds(t, s)
+			rng := rand.New(rand.NewPCG(uint64(s), 42))
+			var rejected int
+			for range rounds {
+				p := bytes.Clone(seeds[rng.IntN(len(seeds))])
+				for range 1 + rng.IntN(4)/3 { // mostly one mutation, sometimes two
+					if len(p) == 0 {
+						p = append(p, byte(rng.IntN(256)))
+						continue
+					}
+					i := rng.IntN(len(p))
+					switch rng.IntN(6) {
+					case 0: // another wire type, same field number
+						p[i] = p[i]&^7 | byte(rng.IntN(8))
+					case 1: // length or value off by a little
+						p[i] += byte(rng.IntN(5)) - 2
+					case 2:
+						p[i] = byte(rng.IntN(256))
+					case 3:
+						p = append(p[:i], p[i+1:]...)
+					case 4:
+						p = append(p[:i], append([]byte{byte(rng.IntN(256))}, p[i:]...)...)
+					case 5:
+						p = p[:i]
+					}
+				}
+				if _, err := scanPdata(s, p); err != nil {
+					rejected++
+				}
+				requireSameAsPdata(t, s, p)
+			}
+			// Both verdicts must be exercised for the comparison to mean much.
+			t.Logf("%d of %d mutations rejected", rejected, rounds)
+			require.Greater(t, rejected, rounds/10)
+			require.Less(t, rejected, rounds*95/100)
+		})
 	}
 }
 
