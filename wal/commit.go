@@ -13,7 +13,10 @@ import (
 
 // Item is one payload appended to one queue.
 type Item struct {
-	Queue   *Queue
+	Queue *Queue
+	// Payload is kept by Append (without a copy) in the in-memory tail and
+	// handed out by Next; the caller must not modify it after Append.
+	// Several items may share one payload.
 	Payload []byte
 	Records int // records in the payload, for metrics and Entry.Records
 }
@@ -38,6 +41,10 @@ type encItem struct {
 	records int
 	seq     uint64 // assigned by the committer
 	pooled  bool   // value's array goes back to db.bufs once committed
+	// payload (uncompressed, the caller's) and appended (unix ns) feed the
+	// in-memory tail; payload is nil for replayed dead letters.
+	payload  []byte
+	appended int64
 }
 
 // recycle returns the encode buffers of a finished request to the pool;
@@ -90,7 +97,8 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 			buf = *bp
 		}
 		v := encodeEntry(buf, it.Payload, it.Records, now)
-		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records, pooled: true})
+		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records, pooled: true,
+			payload: it.Payload, appended: now.UnixNano()})
 		r.reserved += accountedSize(len(v))
 		r.est.add(seqKeyLen, len(v))
 		if !seen[it.Queue] {
@@ -312,6 +320,10 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 	// write and one sync. commitSem bounds how many are in flight.
 	db.commitSem <- struct{}{}
 	db.commitWG.Add(1)
+	// Into the tail before badger can make the entries visible, so a Done
+	// or DeadLetter always finds them there; served once mark is set.
+	mark := &commitMark{}
+	db.tailAdd(part, mark)
 	db.writeMu.RLock()
 	start := time.Now()
 	before := db.syncErrs.Load()
@@ -322,6 +334,9 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 			err = errors.New("sync value log: failed (reported by badger)")
 		}
 		db.writeMu.RUnlock()
+		if err == nil {
+			mark.ok.Store(true) // before finish wakes the readers
+		}
 		db.finish(part, dels, saved, appends, err, start)
 		<-db.commitSem
 		db.commitWG.Done()
@@ -338,6 +353,7 @@ func (db *DB) finish(part []*request, dels []pendingDelete, saved map[*Queue]uin
 			db.setUnhealthy(err)
 		}
 		m.commitFailures.Inc()
+		db.tailForget(part)
 		for _, r := range part {
 			db.used.Add(-r.reserved)
 			db.recycle(r)
@@ -355,7 +371,7 @@ func (db *DB) finish(part []*request, dels []pendingDelete, saved map[*Queue]uin
 	for _, r := range part {
 		for _, it := range r.items {
 			size := accountedSize(len(it.value))
-			it.q.appended(size)
+			it.q.appended(it.seq, size)
 			m.appendedRecords.WithLabelValues(it.q.name).Add(float64(it.records))
 			m.appendedBytes.WithLabelValues(it.q.name).Add(float64(size))
 		}

@@ -56,11 +56,16 @@ type Config struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// GCInterval is the value-log GC period. Default 1s.
 	GCInterval time.Duration `yaml:"gc_interval"`
+	// MemoryBytes bounds the in-memory tail: uncompressed payloads of
+	// recently appended entries, kept so Next serves them without reading
+	// badger. Beyond it the oldest are dropped from memory (still read
+	// from disk). 0 turns the tail off. Default 64 MiB.
+	MemoryBytes int64 `yaml:"memory_bytes"`
 }
 
 // DefaultConfig returns the default configuration for a directory.
 func DefaultConfig(dir string) Config {
-	return Config{Dir: dir, MaxBytes: 1 << 30, GCInterval: time.Second}
+	return Config{Dir: dir, MaxBytes: 1 << 30, GCInterval: time.Second, MemoryBytes: 64 << 20}
 }
 
 // Validate names the first offending key.
@@ -72,6 +77,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("validate wal config: max_bytes must be positive, got %d", c.MaxBytes)
 	case c.GCInterval <= 0:
 		return fmt.Errorf("validate wal config: gc_interval must be positive, got %s", c.GCInterval)
+	case c.MemoryBytes < 0:
+		return fmt.Errorf("validate wal config: memory_bytes must not be negative, got %d", c.MemoryBytes)
 	}
 	return nil
 }
@@ -116,6 +123,18 @@ type DB struct {
 	delMu   sync.Mutex
 	dels    []pendingDelete
 	delWake chan struct{} // capacity 1
+
+	// The in-memory tail (tail.go); tailMu guards it and every Queue.tail,
+	// and is taken after Queue.mu when both are held.
+	tailMu      sync.Mutex
+	tailBytes   int64     // payload bytes held
+	tailLive    int       // entries held
+	tailFIFO    []tailRef // entries in the order they entered
+	tailHead    int       // first FIFO slot in use
+	tailEvicted uint64    // entries dropped for the budget
+
+	// reads counts entry reads from badger by Next and Done (test seam).
+	reads atomic.Int64
 
 	ran       atomic.Bool
 	closing   chan struct{} // closed by Close
@@ -243,6 +262,7 @@ func (db *DB) load() error {
 			lastEntry := scan(prefixEntry, &q.entries, &q.bytes)
 			lastDead := scan(prefixDead, &q.dead, &q.deadBytes)
 			q.high = max(q.high, lastEntry, lastDead)
+			q.committed = q.high
 			if first {
 				q.cursor = q.high + 1
 			}

@@ -14,8 +14,11 @@ import (
 
 // Entry is one appended payload handed out by Next.
 type Entry struct {
-	Seq      uint64
-	Payload  []byte // uncompressed; owned by the caller
+	Seq uint64
+	// Payload is uncompressed and read-only: it may be the appender's
+	// Item.Payload itself (served from the in-memory tail) and is shared
+	// with every other hand-out of the entry.
+	Payload  []byte
 	Records  int
 	Appended time.Time
 }
@@ -40,6 +43,7 @@ type Queue struct {
 
 	mu        sync.Mutex
 	cursor    uint64           // next seq to look for
+	committed uint64           // highest seq whose commit finished (or found at Open)
 	entries   int64            // present and not Done
 	bytes     int64            // accounted bytes of those
 	dead      int64            // dead letters
@@ -48,6 +52,8 @@ type Queue struct {
 	released  []uint64         // sorted; handed out again before new entries
 	deleting  map[uint64]bool  // Done, delete not yet committed
 	wake      chan struct{}    // closed and replaced when entries appear
+
+	tail map[uint64]tailEntry // in-memory tail; guarded by db.tailMu
 
 	replayMu sync.Mutex
 }
@@ -74,10 +80,11 @@ func (q *Queue) signal() {
 	q.mu.Unlock()
 }
 
-func (q *Queue) appended(size int64) {
+func (q *Queue) appended(seq uint64, size int64) {
 	q.mu.Lock()
 	q.entries++
 	q.bytes += size
+	q.committed = max(q.committed, seq)
 	q.mu.Unlock()
 }
 
@@ -106,6 +113,12 @@ func (q *Queue) Next(ctx context.Context) (Entry, error) {
 		if len(q.released) > 0 {
 			seq := q.released[0]
 			q.released = q.released[1:]
+			if _, still := q.inflight[seq]; still {
+				if e, _, ok := q.tailGet(seq); ok {
+					q.mu.Unlock()
+					return e, nil
+				}
+			}
 			q.mu.Unlock()
 			e, ok, err := q.read(seq)
 			if err != nil {
@@ -122,7 +135,27 @@ func (q *Queue) Next(ctx context.Context) (Entry, error) {
 			continue
 		}
 		wake, from := q.wake, q.cursor
+		if !q.deleting[from] {
+			if e, size, ok := q.tailGet(from); ok {
+				q.cursor = from + 1
+				q.inflight[from] = size
+				q.mu.Unlock()
+				return e, nil
+			}
+		}
+		// Nothing committed beyond the cursor: wait without a lookup (the
+		// committer raises committed, then wakes us).
+		empty := from > q.committed
 		q.mu.Unlock()
+		if empty {
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				return Entry{}, ctx.Err()
+			case <-q.db.closing:
+			}
+			continue
+		}
 
 		e, size, ok, err := q.seek(from)
 		if err != nil {
@@ -155,6 +188,7 @@ func (q *Queue) read(seq uint64) (Entry, bool, error) {
 	var ok bool
 	var raw []byte
 	var cause error
+	q.db.reads.Add(1)
 	err := q.db.bdb.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(seqKey(prefixEntry, q.id, seq))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -202,6 +236,7 @@ func (q *Queue) seek(from uint64) (Entry, int64, bool, error) {
 		found bool
 		bads  []bad
 	)
+	q.db.reads.Add(1)
 	err := q.db.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: queuePrefix(prefixEntry, q.id)})
 		defer it.Close()
@@ -264,6 +299,7 @@ func (q *Queue) quarantine(seq uint64, raw []byte, cause error) {
 		return
 	}
 	dsize := accountedSize(len(dv))
+	q.tailDrop(seq)
 	if s, ok := q.inflight[seq]; ok {
 		size = s
 		delete(q.inflight, seq)
@@ -295,14 +331,20 @@ func (q *Queue) Done(seq uint64) error {
 			return nil
 		}
 		// Not handed out yet: look it up so it is skipped and accounted.
-		err := q.db.bdb.View(func(txn *badger.Txn) error {
-			item, err := txn.Get(seqKey(prefixEntry, q.id, seq))
-			if err != nil {
-				return err
-			}
-			size = item.ValueSize()
-			return nil
-		})
+		var err error
+		if _, s, inTail := q.tailGet(seq); inTail {
+			size = s
+		} else {
+			q.db.reads.Add(1)
+			err = q.db.bdb.View(func(txn *badger.Txn) error {
+				item, err := txn.Get(seqKey(prefixEntry, q.id, seq))
+				if err != nil {
+					return err
+				}
+				size = item.ValueSize()
+				return nil
+			})
+		}
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			q.mu.Unlock()
 			return nil
@@ -316,6 +358,7 @@ func (q *Queue) Done(seq uint64) error {
 	q.entries--
 	q.bytes -= size
 	q.mu.Unlock()
+	q.tailDrop(seq)
 	q.db.used.Add(-size)
 	q.db.addDelete(q, seq)
 	return nil
@@ -377,6 +420,7 @@ func (q *Queue) DeadLetter(seq uint64, reason string) error {
 	}
 	delete(q.inflight, seq)
 	q.unrelease(seq)
+	q.tailDrop(seq)
 	q.entries--
 	q.bytes -= size
 	q.dead++

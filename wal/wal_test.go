@@ -107,6 +107,8 @@ func TestConfigValidate(t *testing.T) {
 		"no dir":      {DefaultConfig(""), "dir"},
 		"no max":      {Config{Dir: "/x", GCInterval: time.Second}, "max_bytes"},
 		"no interval": {Config{Dir: "/x", MaxBytes: 1}, "gc_interval"},
+		"no tail":     {Config{Dir: "/x", MaxBytes: 1, GCInterval: time.Second}, ""},
+		"neg memory":  {Config{Dir: "/x", MaxBytes: 1, GCInterval: time.Second, MemoryBytes: -1}, "memory_bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -417,7 +419,11 @@ func TestCorruptedEntryIsSkippedAndCounted(t *testing.T) {
 		"unknown codec": func(v []byte) []byte { v[0] = 9; return v },
 	} {
 		t.Run(name, func(t *testing.T) {
-			db := openRunning(t, DefaultConfig(t.TempDir()))
+			// Without the in-memory tail: it would hand out the intact
+			// copy the append kept, and the disk is what is corrupted here.
+			cfg := DefaultConfig(t.TempDir())
+			cfg.MemoryBytes = 0
+			db := openRunning(t, cfg)
 			q := mustQueue(t, db.DB, "q")
 			ctx := context.Background()
 			r := rand.New(rand.NewPCG(5, 6))
