@@ -560,8 +560,8 @@ func (j *joiner) add(l containerLine, start int64, emit func(ts int64, stream st
 		emit(p.ts, l.stream, p.buf, false)
 		p.active = false
 		p.buf = p.buf[:0]
-		if cap(p.buf) > 1<<20 {
-			p.buf = nil
+		if cap(p.buf) > 64<<10 {
+			p.buf = nil // a rare long record does not pin its buffer
 		}
 	}
 }

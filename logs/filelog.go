@@ -463,6 +463,7 @@ func (t *tailer) line(f *tracked, line []byte, start, end int64) {
 		if f.ml.active && r.lineStart.Match(line) {
 			t.entry(f, f.ml.buf, f.ml.start)
 			f.ml.active = false
+			f.shrinkML()
 		}
 		t.mlAppend(f, line, start)
 	case r.lineEnd != nil:
@@ -470,9 +471,16 @@ func (t *tailer) line(f *tracked, line []byte, start, end int64) {
 		if r.lineEnd.Match(line) {
 			t.entry(f, f.ml.buf, f.ml.start)
 			f.ml.active = false
+			f.shrinkML()
 		}
 	default:
 		t.entry(f, line, start)
+	}
+}
+
+func (f *tracked) shrinkML() {
+	if cap(f.ml.buf) > 64<<10 {
+		f.ml.buf = nil
 	}
 }
 

@@ -83,6 +83,9 @@ func (f *tracked) checkpoint() int64 {
 	return off
 }
 
+// maxRawPool bounds the record buffers kept between batches.
+const maxRawPool = 4
+
 // tailer is the state of one Run.
 type tailer struct {
 	r        *FilelogReceiver
@@ -108,6 +111,10 @@ type tailer struct {
 
 	scratch    plog.LogRecord
 	scratchRes pcommon.Map
+
+	// rawPool holds emptied per-file record buffers between batches, so
+	// busy files reuse them while idle files hold none (bounded memory).
+	rawPool [][]byte
 
 	indexDirty bool
 	deletes    []string // keys of forgotten files
@@ -592,6 +599,10 @@ func (t *tailer) markRead(f *tracked) {
 		f.inBatch = true
 		f.records = plog.LogRecordSlice{}
 		t.touched = append(t.touched, f)
+		if t.r.raw && f.rawRecords == nil && len(t.rawPool) > 0 {
+			f.rawRecords = t.rawPool[len(t.rawPool)-1]
+			t.rawPool = t.rawPool[:len(t.rawPool)-1]
+		}
 	}
 }
 
@@ -713,10 +724,10 @@ func (t *tailer) resetBatch() {
 	for _, f := range t.touched {
 		f.inBatch = false
 		f.records = plog.LogRecordSlice{}
-		f.rawRecords = f.rawRecords[:0]
-		if cap(f.rawRecords) > 4<<20 {
-			f.rawRecords = nil
+		if f.rawRecords != nil && len(t.rawPool) < maxRawPool && cap(f.rawRecords) <= 2*maxBatchBytes {
+			t.rawPool = append(t.rawPool, f.rawRecords[:0])
 		}
+		f.rawRecords = nil
 	}
 	clear(t.touched)
 	t.touched = t.touched[:0]
