@@ -47,6 +47,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			validateCommand(),
 			walCommand(),
 			membersCommand(),
+			targetsCommand(),
 			versionCommand(),
 		},
 	}
@@ -242,6 +243,23 @@ func membersCommand() *cli.Command {
 		Flags: []cli.Flag{&cli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:8888", EnvVars: env("OBS_ADMIN_ADDR")}},
 		Action: func(c *cli.Context) error {
 			if err := roles.PrintMembers(c.Context, c.App.Writer, c.String("admin-addr")); err != nil {
+				return cli.Exit("obs: "+err.Error(), 1)
+			}
+			return nil
+		},
+	}
+}
+
+func targetsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "targets",
+		Usage: "print which member scrapes which target (the Target Allocator's view)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:8888", EnvVars: env("OBS_ADMIN_ADDR")},
+			&cli.StringFlag{Name: "job", Usage: "only this job"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := roles.PrintTargets(c.Context, c.App.Writer, c.String("admin-addr"), c.String("job")); err != nil {
 				return cli.Exit("obs: "+err.Error(), 1)
 			}
 			return nil

@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/obs-dev/obs/scrape"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -57,6 +61,11 @@ func (rt *runtime) newAdmin() (*adminServer, error) {
 		}
 		rt.node.Handler().ServeHTTP(w, r)
 	})
+	// The Target Allocator's API, for the whole cluster, from any member.
+	ta := scrape.Handler(rt.scrapers...)
+	mux.Handle("GET /jobs", ta)
+	mux.Handle("GET /jobs/", ta)
+	mux.Handle("GET /scrape_configs", ta)
 	mux.HandleFunc("GET /{$}", rt.statusPage)
 	return &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
 }
@@ -180,7 +189,7 @@ func label(m *dto.Metric, name string) string {
 
 // PrintMembers asks a running member's admin port for /cluster and prints
 // the members as a table.
-func PrintMembers(ctx context.Context, w interface{ Write([]byte) (int, error) }, adminAddr string) error {
+func PrintMembers(ctx context.Context, w io.Writer, adminAddr string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/cluster", nil)
 	if err != nil {
 		return err
@@ -213,6 +222,63 @@ func PrintMembers(ctx context.Context, w interface{ Write([]byte) (int, error) }
 	}
 	for duty, leader := range view.Leaders {
 		fmt.Fprintf(w, "leader of %s: %s\n", duty, leader)
+	}
+	return nil
+}
+
+// PrintTargets asks a running member's Target Allocator API who scrapes
+// what, for one job or all, and prints it.
+func PrintTargets(ctx context.Context, w io.Writer, adminAddr, job string) error {
+	get := func(path string, v any) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("ask %s: %w", adminAddr, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("ask %s%s: %s", adminAddr, path, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	var jobs []string
+	if job != "" {
+		jobs = []string{job}
+	} else {
+		var all map[string]json.RawMessage
+		if err := get("/jobs", &all); err != nil {
+			return err
+		}
+		for j := range all {
+			jobs = append(jobs, j)
+		}
+		sort.Strings(jobs)
+	}
+	fmt.Fprintf(w, "%-24s %-24s %s\n", "JOB", "COLLECTOR", "TARGET")
+	for _, j := range jobs {
+		var byCollector map[string]struct {
+			Targets []struct {
+				Targets []string `json:"targets"`
+			} `json:"targets"`
+		}
+		if err := get("/jobs/"+url.PathEscape(j)+"/targets", &byCollector); err != nil {
+			return err
+		}
+		collectors := make([]string, 0, len(byCollector))
+		for c := range byCollector {
+			collectors = append(collectors, c)
+		}
+		sort.Strings(collectors)
+		for _, c := range collectors {
+			for _, g := range byCollector[c].Targets {
+				for _, t := range g.Targets {
+					fmt.Fprintf(w, "%-24s %-24s %s\n", j, c, t)
+				}
+			}
+		}
 	}
 	return nil
 }

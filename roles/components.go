@@ -9,6 +9,7 @@ import (
 	"github.com/obs-dev/obs/config"
 	"github.com/obs-dev/obs/enrich"
 	"github.com/obs-dev/obs/export"
+	"github.com/obs-dev/obs/scrape"
 )
 
 // kind is the section a component is defined in.
@@ -64,7 +65,8 @@ func components() map[kind]map[string]componentType {
 		kindReceiver: {
 			"otlp": {signals: allSignals, decode: decodeAs(export.DefaultOTLPReceiverConfig,
 				(*export.OTLPReceiverConfig).Validate)},
-			"prometheus":   notYet("scraping", actors.SignalMetrics),
+			"prometheus": {signals: []actors.Signal{actors.SignalMetrics}, decode: decodeAs(scrape.DefaultPrometheusConfig,
+				func(c *scrape.PrometheusConfig) error { return c.Validate() })},
 			"filelog":      notYet("logs", actors.SignalLogs),
 			"hostmetrics":  notYet("node metrics", actors.SignalMetrics),
 			"kubeletstats": notYet("node metrics", actors.SignalMetrics),

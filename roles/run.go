@@ -20,6 +20,7 @@ import (
 	"github.com/obs-dev/obs/config"
 	"github.com/obs-dev/obs/enrich"
 	"github.com/obs-dev/obs/export"
+	"github.com/obs-dev/obs/scrape"
 	"github.com/obs-dev/obs/wal"
 )
 
@@ -42,6 +43,7 @@ type runtime struct {
 	queues    map[config.ID]*wal.Queue
 	exporters []*export.Exporter
 	receivers []receiver
+	scrapers  []*scrape.PrometheusReceiver
 	heads     map[config.PipelineID]*actors.Ref
 	procFuncs map[config.ID]actors.ProcessFunc
 	stopOrder []*actors.Ref // upstream first
@@ -275,6 +277,28 @@ func (rt *runtime) gatewayRoute(key string) (string, bool) {
 	return net.JoinHostPort(host, port), true
 }
 
+// sharding tells scrape receivers which targets are theirs: gateways
+// share every target by rendezvous over the live gateways, agents keep
+// the targets of their own node, and a member without a cluster keeps all.
+func (rt *runtime) sharding() scrape.Sharding {
+	sh := scrape.Sharding{Mode: "none", NodeName: rt.opts.NodeName}
+	if rt.node == nil {
+		return sh
+	}
+	sh.Seed = rt.node.Snapshot().Cluster
+	sh.Self = rt.node.Name()
+	sh.Owner = func(key string) (string, bool) { return rt.node.Owner(key, cluster.RoleGateway) }
+	sh.Changed = rt.node.Changed()
+	sh.Mode = "cluster"
+	if rt.opts.Role == Agent {
+		sh.Mode = "node"
+	}
+	if n, ok := os.LookupEnv("K8S_NODE_NAME"); ok && n != "" {
+		sh.NodeName = n
+	}
+	return sh
+}
+
 // otlpEndpoint is the gRPC endpoint of this member's first OTLP receiver,
 // advertised so agents can send to it.
 func (rt *runtime) otlpEndpoint() string {
@@ -467,6 +491,14 @@ func (rt *runtime) newReceiver(id config.ID, settings any, consume map[actors.Si
 			fns[sig] = func(ctx context.Context, b actors.Batch) error { return f(ctx, b, nil) }
 		}
 		return export.NewOTLPReceiver(id.String(), cfg, fns, rt.log, rt.reg)
+	case scrape.PrometheusConfig:
+		r, err := scrape.NewPrometheusReceiver(id.String(), cfg, consume[actors.SignalMetrics], rt.sharding(),
+			rt.log.With("component", "receivers."+id.String()), rt.reg)
+		if err != nil {
+			return nil, err
+		}
+		rt.scrapers = append(rt.scrapers, r)
+		return r, nil
 	}
 	return nil, fmt.Errorf("BUG: receiver %s has no constructor (%T)", id, settings)
 }

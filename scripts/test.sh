@@ -16,6 +16,7 @@ go vet ./...
 
 echo "== real peers"
 scripts/build-otelcol.sh >/dev/null
+scripts/install-node-exporter.sh
 
 echo "== unit tests (-race)"
 go test -race -timeout 20m $(go list ./... | grep -v /test/)
