@@ -286,3 +286,33 @@ func TestRawMatchesPdata(t *testing.T) {
 		return ""
 	}())
 }
+
+func TestTruncatedWhileBehindCountsLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "a.log")
+		appendFile(t, p, numbered("old", 0, 10)...)
+		fi, err := os.Stat(p)
+		require.NoError(t, err)
+		s := newSink()
+		refusing := true
+		s.refuse = func(int) error {
+			if refusing {
+				return errRefusedForTest
+			}
+			return nil
+		}
+		run := start(t, testConfig(filepath.Join(dir, "*.log")), s)
+		time.Sleep(time.Second)
+		// copytruncate while nothing was stored, the copy outside the glob.
+		require.NoError(t, os.Truncate(p, 0))
+		appendFile(t, p, numbered("new", 0, 2)...)
+		s.mu.Lock()
+		refusing = false
+		s.mu.Unlock()
+		waitBodies(t, s, numbered("new", 0, 2))
+		time.Sleep(10 * time.Second)
+		require.Equal(t, float64(fi.Size()), testutil.ToFloat64(run.r.m.lostBytes.WithLabelValues("truncated")))
+		require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.truncations))
+	})
+}

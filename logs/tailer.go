@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -109,6 +110,7 @@ type tailer struct {
 	nowTS      pcommon.Timestamp
 	nowTime    time.Time
 
+	inodes     map[inode]*tracked
 	scratch    plog.LogRecord
 	scratchRes pcommon.Map
 
@@ -128,6 +130,7 @@ func newTailer(r *FilelogReceiver) *tailer {
 		fpBuf:      make([]byte, r.cfg.FingerprintSize),
 		batch:      plog.NewLogs(),
 		batchGen:   1,
+		inodes:     map[inode]*tracked{},
 		scratch:    plog.NewLogRecord(),
 		scratchRes: pcommon.NewMap(),
 	}
@@ -304,6 +307,7 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 	defer t.setGauges()
 
 	// Pass 1: paths whose file we know by identity (same inode).
+	t.indexInodes()
 	var rest []candidate
 	for _, p := range t.discover() {
 		fi, err := os.Stat(p)
@@ -407,8 +411,36 @@ func (t *tailer) setGauges() {
 	t.r.m.filesWatched.Set(float64(len(t.files)))
 }
 
+// inode identifies a file on its device.
+type inode struct{ dev, ino uint64 }
+
+func inodeOf(fi os.FileInfo) (inode, bool) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return inode{uint64(st.Dev), st.Ino}, true
+	}
+	return inode{}, false
+}
+
+// indexInodes maps the last handle of every tracked file to it.
+func (t *tailer) indexInodes() {
+	clear(t.inodes)
+	for _, f := range t.files {
+		if f.fi != nil && !f.truncated {
+			if id, ok := inodeOf(f.fi); ok {
+				t.inodes[id] = f
+			}
+		}
+	}
+}
+
 // byInode finds the tracked file whose last handle is fi's file.
 func (t *tailer) byInode(fi os.FileInfo) *tracked {
+	if id, ok := inodeOf(fi); ok {
+		if f := t.inodes[id]; f != nil && f.fi != nil && !f.truncated && os.SameFile(f.fi, fi) {
+			return f
+		}
+		return nil
+	}
 	for _, f := range t.files {
 		if f.fi != nil && !f.truncated && os.SameFile(f.fi, fi) {
 			return f
@@ -525,6 +557,13 @@ func (t *tailer) forget() {
 	for _, f := range t.files {
 		done := f.missing > missingPolls && (f.f == nil || f.truncated || (f.offset >= f.size && !f.pendingAny() && f.tailSize < 0))
 		if done {
+			switch {
+			case f.truncated && f.size > f.offset:
+				t.r.m.lostBytes.WithLabelValues("truncated").Add(float64(f.size - f.offset))
+				t.r.log.Warn("file truncated before it was read to its end; no copy found", "path", f.path, "lost_bytes", f.size-f.offset)
+			case f.fi == nil:
+				t.r.log.Info("checkpointed file not found again; forgetting it", "path", f.metaPath, "offset", f.offset)
+			}
 			t.closeFile(f)
 			if f.persisted {
 				t.deletes = append(t.deletes, f.key)
