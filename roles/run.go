@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,6 +103,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	wcfg := wal.DefaultConfig(walDir)
 	if p.file.WAL.MaxBytes > 0 {
 		wcfg.MaxBytes = int64(p.file.WAL.MaxBytes)
+	} else if free, ok := freeBytes(walDir); ok && free/2 < wcfg.MaxBytes {
+		// Sized to the volume: never plan to fill more than half of what
+		// is free, so a small PVC pushes back before the disk is full.
+		wcfg.MaxBytes = max(free/2, 16<<20)
+		log.Info("wal.max_bytes sized to the volume", "max_bytes", wcfg.MaxBytes, "free_bytes", free)
 	}
 	rt.db, err = wal.Open(wcfg, log.With("component", "wal"), reg)
 	if err != nil {
@@ -324,6 +330,14 @@ func splitHostPort(s string, defPort int) (string, int, error) {
 		host = "0.0.0.0"
 	}
 	return host, port, nil
+}
+
+func freeBytes(dir string) (int64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * st.Bsize, true
 }
 
 func firstNonEmpty(s ...string) string {
