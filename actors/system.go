@@ -242,6 +242,11 @@ func (s *System) runTicker(r *Ref, every time.Duration) {
 // given (upstream first), so each flushes into a downstream that still
 // runs. Stages not named are stopped afterwards.
 func (s *System) Stop(ctx context.Context, order ...*Ref) error {
+	// Past the deadline, stages blocked on downstream or on I/O are
+	// cancelled: their envelopes fail and the clients, never answered
+	// yes, send them again.
+	stopWatch := context.AfterFunc(ctx, s.cancel)
+	defer stopWatch()
 	var errs []error
 	stopped := map[*Ref]bool{}
 	stop := func(r *Ref) {
