@@ -57,8 +57,8 @@ func Handler(receivers ...*PrometheusReceiver) http.Handler {
 		var all []TargetInfo
 		collectors := map[string]bool{}
 		for _, r := range receivers {
-			if r.shard.sh.Self != "" {
-				collectors[r.shard.sh.Self] = true
+			for _, c := range r.collectors() {
+				collectors[c] = true
 			}
 			all = append(all, r.Targets(job)...)
 		}
@@ -105,6 +105,20 @@ func Handler(receivers ...*PrometheusReceiver) http.Handler {
 		writeJSON(w, out)
 	})
 	return mux
+}
+
+// collectors names the members that scrape for this receiver's jobs,
+// idle ones included: every live member in cluster mode, else this one.
+func (r *PrometheusReceiver) collectors() []string {
+	sh := r.shard.sh
+	var out []string
+	if r.shard.mode == ShardCluster && sh.Members != nil {
+		out = sh.Members()
+	}
+	if sh.Self != "" && !slices.Contains(out, sh.Self) {
+		out = append(out, sh.Self)
+	}
+	return out
 }
 
 func collectorLink(job, collector string) string {

@@ -81,6 +81,29 @@ func TestTargetAllocatorAPI(t *testing.T) {
 		require.Equal(t, 1, n, "%s appears once across collectors", a)
 	}
 
+	// Every live member is a collector, idle ones with an empty list (not
+	// null): job "other" has one target, so two of three members are idle.
+	var raw map[string]json.RawMessage
+	getJSON(t, srv, "/jobs/other/targets", &raw)
+	require.Len(t, raw, 3, "every member listed")
+	idle := 0
+	for name, b := range raw {
+		var c coll
+		require.NoError(t, json.Unmarshal(b, &c))
+		require.Equal(t, "/jobs/other/targets?collector_id="+name, c.Link)
+		require.Contains(t, string(b), `"targets":[`, "%s: targets is a list, never null", name)
+		if len(c.Targets) == 0 {
+			idle++
+		}
+	}
+	require.Equal(t, 2, idle)
+	// A member that joins is listed at once, with the targets it now owns.
+	m.set("gw-0", "gw-1", "gw-2", "gw-3")
+	getJSON(t, srv, "/jobs/other/targets", &raw)
+	require.Len(t, raw, 4)
+	require.Contains(t, raw, "gw-3")
+	m.set("gw-0", "gw-1", "gw-2")
+
 	// ?collector_id=NAME: that collector's list, [] when it has none.
 	total := 0
 	for _, name := range []string{"gw-0", "gw-1", "gw-2"} {

@@ -104,6 +104,11 @@ type Sharding struct {
 	Owner func(key string) (member string, ok bool)
 	// Self is this member's name, as Owner returns it.
 	Self string
+	// Members lists the live members Owner chooses among (the live
+	// gateways), so GET /jobs/{job}/targets lists idle ones with an empty
+	// target list, as the Target Allocator does. Nil lists only members
+	// that own a target, and Self. Used in cluster mode only.
+	Members func() []string
 	// Changed signals a membership change (coalescing); the sharder pulls
 	// Owner again.
 	Changed <-chan struct{}

@@ -51,7 +51,13 @@ func (m *members) sharding(self string) Sharding {
 	m.mu.Lock()
 	m.chans = append(m.chans, ch)
 	m.mu.Unlock()
-	return Sharding{Mode: ShardCluster, Owner: m.owner, Self: self, Changed: ch, Seed: "test-cluster", HandoffDelay: 200 * time.Millisecond}
+	return Sharding{Mode: ShardCluster, Owner: m.owner, Members: m.list, Self: self, Changed: ch, Seed: "test-cluster", HandoffDelay: 200 * time.Millisecond}
+}
+
+func (m *members) list() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.names)
 }
 
 func (m *members) set(names ...string) {
