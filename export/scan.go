@@ -458,8 +458,8 @@ func scanMessage(b []byte, base int, m msgID, depth int) (int, error) {
 		}
 		switch f.kind {
 		case kindUnknown:
-			if pos, n = skipUnknown(b, pos, wt); n < 0 {
-				return fail(varintErr(n))
+			if pos = skipUnknown(b, pos, wt); pos < 0 {
+				return fail(varintErr(pos))
 			}
 		case kindVarint:
 			if wt != protowire.VarintType {
@@ -639,53 +639,52 @@ func scanLen(b []byte, pos int) ([]byte, int, int) {
 // proto.ConsumeUnknown, including its handling of groups: a start-group
 // tag opens a group whose following tags are read until the group depth
 // returns to zero, but the first non-group field inside it ends the skip
-// after its value. It returns the next position, or a negative error
-// code in both results.
-func skipUnknown(b []byte, pos int, wt protowire.Type) (int, int) {
+// after its value. It returns the next position or a negative error code.
+func skipUnknown(b []byte, pos int, wt protowire.Type) int {
 	depth := 0
 	for pos < len(b) {
 		switch wt {
 		case protowire.VarintType:
 			_, n := scanVarint(b, pos)
-			return n, n
+			return n
 		case protowire.Fixed64Type:
 			if pos += 8; pos > len(b) {
-				return scanErrTruncated, scanErrTruncated
+				return scanErrTruncated
 			}
-			return pos, pos
+			return pos
 		case protowire.BytesType:
 			_, end, n := scanLen(b, pos)
 			if n < 0 {
-				return n, n
+				return n
 			}
-			return end, end
+			return end
 		case protowire.StartGroupType:
 			depth++
 		case protowire.EndGroupType:
 			if depth == 0 {
-				return scanErrEndGroup, scanErrEndGroup
+				return scanErrEndGroup
 			}
 			depth--
 		case protowire.Fixed32Type:
 			if pos += 4; pos > len(b) {
-				return scanErrTruncated, scanErrTruncated
+				return scanErrTruncated
 			}
-			return pos, pos
+			return pos
 		default:
-			return scanErrIllegalWire, scanErrIllegalWire
+			return scanErrIllegalWire
 		}
 		if depth == 0 {
-			return pos, pos
+			return pos
 		}
 		tag, n := scanVarint(b, pos)
 		if n < 0 {
-			return n, n
+			return n
 		}
 		if int32(tag>>3) <= 0 {
-			return scanErrFieldNumber, scanErrFieldNumber
+			return scanErrFieldNumber
 		}
 		wt = protowire.Type(tag & 7)
 		pos = n
 	}
-	return scanErrTruncated, scanErrTruncated
+	return scanErrTruncated
 }
