@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,12 +71,13 @@ func BenchmarkAppend(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu := time.Now(), cpuSeconds()
 			err := appendLoop(context.Background(), db.DB, q, payloads, writers, b.N)
-			elapsed := time.Since(start)
+			elapsed, cpu := time.Since(start), cpuSeconds()-cpu
 			b.StopTimer()
 			require.NoError(b, err)
 			b.ReportMetric(float64(b.N*benchRecords)/elapsed.Seconds(), "records/s")
+			b.ReportMetric(cpu/float64(b.N*benchRecords)*1e6, "cpu-s/Mrec")
 			reportCommits(b, db.DB)
 			if s := q.Stats(); s.Entries > 0 {
 				b.ReportMetric(float64(size)*float64(s.Entries)/float64(s.Bytes), "compression")
@@ -103,7 +105,7 @@ func BenchmarkAppendNextDone(b *testing.B) {
 	var wg sync.WaitGroup
 	cerrs := make(chan error, consumers)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), cpuSeconds()
 	for range consumers {
 		wg.Add(1)
 		go func() {
@@ -128,13 +130,14 @@ func BenchmarkAppendNextDone(b *testing.B) {
 	}
 	err := appendLoop(ctx, db.DB, q, payloads, writers, b.N)
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuSeconds()-cpu
 	b.StopTimer()
 	require.NoError(b, err)
 	close(cerrs)
 	require.NoError(b, <-cerrs)
 	require.Equal(b, int64(b.N), done.Load())
 	b.ReportMetric(float64(b.N*benchRecords)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(cpu/float64(b.N*benchRecords)*1e6, "cpu-s/Mrec")
 	reportCommits(b, db.DB)
 	reportReads(b, db.DB)
 }
@@ -149,7 +152,21 @@ func reportCommits(b *testing.B, db *DB) {
 	}
 }
 
-func reportReads(*testing.B, *DB) {}
+// reportReads reports badger reads by Next and Done per batch (0 when the
+// in-memory tail serves everything).
+func reportReads(b *testing.B, db *DB) {
+	b.ReportMetric(float64(db.reads.Load())/float64(b.N), "reads/batch")
+}
+
+// cpuSeconds is the user+system CPU time of this process (badger's
+// goroutines included): stable on a shared machine, unlike wall time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
 
 func testCounterValue(c interface{ Write(*dto.Metric) error }) float64 {
 	var m dto.Metric

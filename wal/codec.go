@@ -46,6 +46,13 @@ func seqKey(prefix byte, qid uint32, seq uint64) []byte {
 	return k
 }
 
+// appendSeqKey appends the key seqKey returns to b.
+func appendSeqKey(b []byte, prefix byte, qid uint32, seq uint64) []byte {
+	b = append(b, prefix)
+	b = binary.BigEndian.AppendUint32(b, qid)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
 func queuePrefix(prefix byte, qid uint32) []byte {
 	k := make([]byte, 5)
 	k[0] = prefix

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -86,4 +87,18 @@ func FuzzDecodeDead(f *testing.F) {
 		}
 		require.Equal(t, v, encodeDead(value, reason, at))
 	})
+}
+
+func TestAppendSeqKeyMatchesSeqKey(t *testing.T) {
+	for _, tc := range []struct {
+		prefix byte
+		qid    uint32
+		seq    uint64
+	}{{prefixEntry, 1, 1}, {prefixDead, 0xfffffffe, 1 << 63}, {prefixEntry, 7, 0}} {
+		t.Run(fmt.Sprintf("%c/%d/%d", tc.prefix, tc.qid, tc.seq), func(t *testing.T) {
+			got := appendSeqKey([]byte("x"), tc.prefix, tc.qid, tc.seq)
+			require.Equal(t, append([]byte("x"), seqKey(tc.prefix, tc.qid, tc.seq)...), got)
+			require.Equal(t, tc.seq, seqOf(got[1:]))
+		})
+	}
 }

@@ -39,8 +39,8 @@ type encItem struct {
 	q       *Queue
 	value   []byte
 	records int
-	seq     uint64 // assigned by the committer
-	pooled  bool   // value's array goes back to db.bufs once committed
+	seq     uint64  // assigned by the committer
+	buf     *[]byte // value's array goes back to db.bufs (via this pointer) once committed
 	// payload (uncompressed, the caller's) and appended (unix ns) feed the
 	// in-memory tail; payload is nil for replayed dead letters.
 	payload  []byte
@@ -51,10 +51,12 @@ type encItem struct {
 // badger has copied the values by the time a commit completes.
 func (db *DB) recycle(r *request) {
 	for i := range r.items {
-		if it := &r.items[i]; it.pooled && cap(it.value) <= maxPooledBuf {
-			b := it.value[:0]
-			db.bufs.Put(&b)
-			it.value = nil
+		if it := &r.items[i]; it.buf != nil {
+			if cap(it.value) <= maxPooledBuf {
+				*it.buf = it.value[:0]
+				db.bufs.Put(it.buf)
+			}
+			it.buf, it.value = nil, nil
 		}
 	}
 }
@@ -82,41 +84,46 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 		}
 	}()
 	now := time.Now()
-	r := &request{err: make(chan error, 1)}
-	r.items = make([]encItem, 0, len(items))
-	var seen map[*Queue]bool
+	r := db.newRequest(len(items))
 	for i, it := range items {
 		if it.Queue == nil || it.Queue.db != db {
+			db.putRequest(r)
 			return fmt.Errorf("append to wal: item %d: queue not of this db", i)
 		}
 		if it.Records < 0 {
+			db.putRequest(r)
 			return fmt.Errorf("append to wal: item %d: negative records %d", i, it.Records)
 		}
-		var buf []byte
-		if bp, ok := db.bufs.Get().(*[]byte); ok {
-			buf = *bp
+		bp, _ := db.bufs.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
 		}
-		v := encodeEntry(buf, it.Payload, it.Records, now)
-		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records, pooled: true,
+		v := encodeEntry(*bp, it.Payload, it.Records, now)
+		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records, buf: bp,
 			payload: it.Payload, appended: now.UnixNano()})
 		r.reserved += accountedSize(len(v))
 		r.est.add(seqKeyLen, len(v))
-		if !seen[it.Queue] {
-			if seen == nil {
-				seen = map[*Queue]bool{}
+		first := true
+		for _, prev := range r.items[:len(r.items)-1] {
+			if prev.q == it.Queue {
+				first = false
+				break
 			}
-			seen[it.Queue] = true
+		}
+		if first {
 			r.est.add(5, 8) // high-water mark
 		}
 	}
 	for i, kv := range extra {
 		if len(kv.Key) == 0 {
+			db.putRequest(r)
 			return fmt.Errorf("append to wal: extra kv %d: empty key", i)
 		}
 		r.kvs = append(r.kvs, KV{Key: kvKey(kv.Key), Value: kv.Value})
 		r.est.add(len(kv.Key)+1, len(kv.Value))
 	}
 	if lim := db.txnLimit(); r.est.count >= lim.count || r.est.size >= lim.size {
+		db.putRequest(r)
 		return fmt.Errorf("append %d items to wal: %w", len(items), badger.ErrTxnTooBig)
 	}
 	if db.used.Add(r.reserved) > db.cfg.MaxBytes {
@@ -124,11 +131,37 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 		for _, it := range r.items {
 			db.metrics.refused.WithLabelValues(it.q.name, "full").Inc()
 		}
-		return fmt.Errorf("append %d items to wal (%d bytes, cap %d): %w", len(items), r.reserved, db.cfg.MaxBytes, ErrFull)
+		reserved := r.reserved
+		db.putRequest(r)
+		return fmt.Errorf("append %d items to wal (%d bytes, cap %d): %w", len(items), reserved, db.cfg.MaxBytes, ErrFull)
 	}
 	sent = true
 	db.preparing.Add(-1)
-	return db.submit(ctx, r)
+	err := db.submit(ctx, r)
+	db.putRequest(r) // the committer is done with r once submit returned
+	return err
+}
+
+// newRequest takes a request from the pool, or makes one.
+func (db *DB) newRequest(items int) *request {
+	r, _ := db.reqs.Get().(*request)
+	if r == nil {
+		r = &request{err: make(chan error, 1)}
+	}
+	if cap(r.items) < items {
+		r.items = make([]encItem, 0, items)
+	}
+	return r
+}
+
+// putRequest returns an Append's request to the pool, its encode buffers
+// to theirs, and drops its references to payloads.
+func (db *DB) putRequest(r *request) {
+	db.recycle(r)
+	clear(r.items)
+	clear(r.kvs)
+	*r = request{items: r.items[:0], kvs: r.kvs[:0], err: r.err}
+	db.reqs.Put(r)
 }
 
 // submit hands r to the committer and waits for the outcome. Once the
@@ -279,6 +312,17 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 			err = txn.Delete(k)
 		}
 	}
+	// One array for the entry keys of this transaction; badger copies keys
+	// into its memtable and drops its references once the commit is done.
+	n := len(dels)
+	for _, r := range part {
+		n += len(r.items) + len(r.deadDels)
+	}
+	keys := make([]byte, 0, n*seqKeyLen)
+	key := func(prefix byte, qid uint32, seq uint64) []byte {
+		keys = appendSeqKey(keys, prefix, qid, seq)
+		return keys[len(keys)-seqKeyLen : len(keys) : len(keys)]
+	}
 	appends := 0
 	for _, r := range part {
 		if len(r.items) > 0 {
@@ -291,7 +335,7 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 			}
 			it.q.high++
 			it.seq = it.q.high
-			set(seqKey(prefixEntry, it.q.id, it.seq), it.value)
+			set(key(prefixEntry, it.q.id, it.seq), it.value)
 		}
 		for _, kv := range r.kvs {
 			if kv.Value == nil {
@@ -301,14 +345,14 @@ func (db *DB) commitPart(part []*request, dels []pendingDelete) {
 			}
 		}
 		for _, seq := range r.deadDels {
-			del(seqKey(prefixDead, r.items[0].q.id, seq))
+			del(key(prefixDead, r.items[0].q.id, seq))
 		}
 	}
 	for q := range saved {
 		set(highKey(q.id), binary.BigEndian.AppendUint64(nil, q.high))
 	}
 	for _, d := range dels {
-		del(seqKey(prefixEntry, d.q.id, d.seq))
+		del(key(prefixEntry, d.q.id, d.seq))
 	}
 	if err != nil {
 		txn.Discard()

@@ -115,6 +115,7 @@ type DB struct {
 	writeMu sync.RWMutex
 
 	bufs      sync.Pool      // *[]byte encode buffers
+	reqs      sync.Pool      // *request of Append
 	preparing atomic.Int64   // appends being encoded, about to reach the committer
 	commitSem chan struct{}  // commits in flight
 	commitWG  sync.WaitGroup // callbacks of commits in flight
