@@ -1,0 +1,558 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// K8sCache is the process's one informer cache for the k8sattributes
+// processors: pods, and replicasets, jobs and namespaces when a processor
+// extracts what needs them. Processors that use the same filter share one
+// set of informers. Every object is stripped by an informer transform to
+// the fields some processor extracts, so 10,000 pods cost a few MiB.
+//
+// Build it with NewK8sCache, build every processor with it, then Run it;
+// Run owns the informers' goroutines.
+type K8sCache struct {
+	client kubernetes.Interface
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	sets    map[string]*podSet
+	started bool
+}
+
+// NewK8sCache builds the cache. It reports obs_enrich_k8s_cache_objects{kind}.
+func NewK8sCache(client kubernetes.Interface, log *slog.Logger, reg prometheus.Registerer) (*K8sCache, error) {
+	if client == nil {
+		return nil, errors.New("new kubernetes cache: client is nil")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &K8sCache{client: client, log: log, sets: map[string]*podSet{}}
+	if reg != nil {
+		for _, kind := range []string{"pod", "replicaset", "job", "namespace"} {
+			g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "obs_enrich_k8s_cache_objects", Help: "Objects in the k8sattributes informer cache.",
+				ConstLabels: prometheus.Labels{"kind": kind},
+			}, func() float64 { return float64(c.count(kind)) })
+			if err := reg.Register(g); err != nil {
+				return nil, fmt.Errorf("register kubernetes cache metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// register adds a processor's needs; the pod set of its filter is shared.
+func (c *K8sCache) register(f k8sFilter, n k8sNeeds) (*podSet, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return nil, errors.New("register with kubernetes cache: cache already running")
+	}
+	s, ok := c.sets[f.key()]
+	if !ok {
+		s = &podSet{filter: f, notify: make(chan struct{}), synced: make(chan struct{}), built: make(chan struct{})}
+		c.sets[f.key()] = s
+	}
+	s.needs.rules = append(s.needs.rules, n.rules...)
+	s.needs.containers = s.needs.containers || n.containers
+	s.needs.replicasets = s.needs.replicasets || n.replicasets
+	s.needs.jobs = s.needs.jobs || n.jobs
+	s.needs.namespaces = s.needs.namespaces || n.namespaces
+	return s, nil
+}
+
+// Run starts the informers and returns once ctx is done and they all
+// stopped. It returns an error only if it was run twice.
+func (c *K8sCache) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return errors.New("run kubernetes cache: already running")
+	}
+	c.started = true
+	sets := make([]*podSet, 0, len(c.sets))
+	for _, s := range c.sets {
+		sets = append(sets, s)
+	}
+	c.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, s := range sets {
+		if err := s.build(c.client); err != nil {
+			wg.Wait()
+			return err
+		}
+		close(s.built)
+		for _, inf := range s.informers() {
+			wg.Go(func() { inf.Run(ctx.Done()) })
+		}
+		wg.Go(func() {
+			start := time.Now()
+			if cache.WaitForCacheSync(ctx.Done(), s.syncedFuncs()...) {
+				close(s.synced)
+				c.log.Info("kubernetes cache synced", "namespace", s.filter.namespace,
+					"labels", s.filter.labelSelector, "fields", s.filter.fieldSelector,
+					"pods", len(s.pods.GetStore().ListKeys()), "took", time.Since(start))
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *K8sCache) count(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started {
+		return 0
+	}
+	n := 0
+	for _, s := range c.sets {
+		if !s.isBuilt() {
+			continue
+		}
+		var inf cache.SharedIndexInformer
+		switch kind {
+		case "pod":
+			inf = s.pods
+		case "replicaset":
+			inf = s.rs
+		case "job":
+			inf = s.jobs
+		case "namespace":
+			inf = s.ns
+		}
+		if inf != nil {
+			n += len(inf.GetStore().ListKeys())
+		}
+	}
+	return n
+}
+
+// podSet is the informers for one filter.
+type podSet struct {
+	filter k8sFilter
+	needs  k8sNeeds // fixed once the cache runs
+
+	// set by build before built is closed, read only after
+	pods, rs, jobs, ns cache.SharedIndexInformer
+	built              chan struct{}
+
+	mu     sync.Mutex
+	notify chan struct{} // closed and replaced when a pod is added or updated
+	synced chan struct{} // closed once every informer listed
+}
+
+const (
+	indexPodIP  = "ip"
+	indexPodUID = "uid"
+)
+
+func podIndexers() cache.Indexers {
+	return cache.Indexers{
+		indexPodIP: func(obj any) ([]string, error) {
+			p, ok := obj.(*corev1.Pod)
+			if !ok || p.Spec.HostNetwork {
+				return nil, nil // host-network pods share the node's IP
+			}
+			ips := make([]string, 0, len(p.Status.PodIPs)+1)
+			if p.Status.PodIP != "" {
+				ips = append(ips, p.Status.PodIP)
+			}
+			for _, ip := range p.Status.PodIPs {
+				if ip.IP != p.Status.PodIP {
+					ips = append(ips, ip.IP)
+				}
+			}
+			return ips, nil
+		},
+		indexPodUID: func(obj any) ([]string, error) {
+			if p, ok := obj.(*corev1.Pod); ok {
+				return []string{string(p.UID)}, nil
+			}
+			return nil, nil
+		},
+	}
+}
+
+func (s *podSet) build(client kubernetes.Interface) error {
+	ns := s.filter.namespace // "" = all
+	s.pods = coreinformers.NewFilteredPodInformer(client, ns, 0, podIndexers(), func(o *metav1.ListOptions) {
+		o.LabelSelector, o.FieldSelector = s.filter.labelSelector, s.filter.fieldSelector
+	})
+	if err := s.pods.SetTransform(s.transformPod); err != nil {
+		return fmt.Errorf("set pod transform: %w", err)
+	}
+	onChange := func(any) { s.changedNotify() }
+	if _, err := s.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    onChange,
+		UpdateFunc: func(_, n any) { onChange(n) },
+	}); err != nil {
+		return fmt.Errorf("add pod handler: %w", err)
+	}
+	if s.needs.replicasets {
+		s.rs = appsinformers.NewFilteredReplicaSetInformer(client, ns, 0, cache.Indexers{}, nil)
+		if err := s.rs.SetTransform(transformReplicaSet); err != nil {
+			return fmt.Errorf("set replicaset transform: %w", err)
+		}
+	}
+	if s.needs.jobs {
+		s.jobs = batchinformers.NewFilteredJobInformer(client, ns, 0, cache.Indexers{}, nil)
+		if err := s.jobs.SetTransform(transformJob); err != nil {
+			return fmt.Errorf("set job transform: %w", err)
+		}
+	}
+	if s.needs.namespaces {
+		s.ns = coreinformers.NewFilteredNamespaceInformer(client, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
+			if ns != "" {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ns).String()
+			}
+		})
+		if err := s.ns.SetTransform(s.transformNamespace); err != nil {
+			return fmt.Errorf("set namespace transform: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *podSet) informers() []cache.SharedIndexInformer {
+	var out []cache.SharedIndexInformer
+	for _, i := range []cache.SharedIndexInformer{s.pods, s.rs, s.jobs, s.ns} {
+		if i != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (s *podSet) syncedFuncs() []cache.InformerSynced {
+	var out []cache.InformerSynced
+	for _, i := range s.informers() {
+		out = append(out, i.HasSynced)
+	}
+	return out
+}
+
+func (s *podSet) isBuilt() bool {
+	select {
+	case <-s.built:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *podSet) hasSynced() bool {
+	select {
+	case <-s.synced:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *podSet) changedNotify() {
+	s.mu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// changed returns a channel closed at the next pod add or update.
+func (s *podSet) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notify
+}
+
+// keep returns the labels or annotations some rule of kind from extracts.
+func (s *podSet) keep(m map[string]string, from string, annot bool) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		for _, r := range s.needs.rules {
+			if r.from == from && r.annot == annot && r.keeps(k) {
+				if out == nil {
+					out = map[string]string{}
+				}
+				out[k] = v
+				break
+			}
+		}
+	}
+	return out
+}
+
+// controllerRef keeps only the controlling owner reference, if any.
+func controllerRef(refs []metav1.OwnerReference) []metav1.OwnerReference {
+	for _, r := range refs {
+		if r.Controller != nil && *r.Controller {
+			return []metav1.OwnerReference{{Kind: r.Kind, Name: r.Name, UID: r.UID}}
+		}
+	}
+	return nil
+}
+
+// transformPod keeps only what the processors extract.
+func (s *podSet) transformPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Labels:          s.keep(p.Labels, "pod", false),
+			Annotations:     s.keep(p.Annotations, "pod", true),
+			OwnerReferences: controllerRef(p.OwnerReferences),
+		},
+		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, StartTime: p.Status.StartTime},
+	}
+	if len(p.Status.PodIPs) > 1 {
+		out.Status.PodIPs = p.Status.PodIPs
+	}
+	if s.needs.containers {
+		out.Spec.Containers = make([]corev1.Container, len(p.Spec.Containers))
+		for i, c := range p.Spec.Containers {
+			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
+		}
+	}
+	return out, nil
+}
+
+func transformReplicaSet(obj any) (any, error) {
+	r, ok := obj.(*appsv1.ReplicaSet)
+	if !ok {
+		return obj, nil
+	}
+	return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{
+		Name: r.Name, Namespace: r.Namespace, UID: r.UID, ResourceVersion: r.ResourceVersion,
+		OwnerReferences: controllerRef(r.OwnerReferences),
+	}}, nil
+}
+
+func transformJob(obj any) (any, error) {
+	j, ok := obj.(*batchv1.Job)
+	if !ok {
+		return obj, nil
+	}
+	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{
+		Name: j.Name, Namespace: j.Namespace, UID: j.UID, ResourceVersion: j.ResourceVersion,
+		OwnerReferences: controllerRef(j.OwnerReferences),
+	}}, nil
+}
+
+func (s *podSet) transformNamespace(obj any) (any, error) {
+	n, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+		Labels:      s.keep(n.Labels, "namespace", false),
+		Annotations: s.keep(n.Annotations, "namespace", true),
+	}}, nil
+}
+
+// lookup finds a pod in the cache. Of several pods with one IP (a
+// finished pod and its successor) it prefers a live one, then the newest.
+func (s *podSet) lookup(id podID) *corev1.Pod {
+	if !s.isBuilt() {
+		return nil
+	}
+	var objs []any
+	switch id.kind {
+	case 'i':
+		objs, _ = s.pods.GetIndexer().ByIndex(indexPodIP, id.value)
+	case 'u':
+		objs, _ = s.pods.GetIndexer().ByIndex(indexPodUID, id.value)
+	case 'n':
+		if o, ok, _ := s.pods.GetStore().GetByKey(id.value); ok {
+			objs = []any{o}
+		}
+	}
+	var best *corev1.Pod
+	for _, o := range objs {
+		p, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if best == nil || betterPod(p, best) {
+			best = p
+		}
+	}
+	return best
+}
+
+func betterPod(a, b *corev1.Pod) bool {
+	live := func(p *corev1.Pod) bool {
+		return p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+	}
+	if live(a) != live(b) {
+		return live(a)
+	}
+	if a.Status.StartTime == nil || b.Status.StartTime == nil {
+		return a.Status.StartTime != nil
+	}
+	return a.Status.StartTime.After(b.Status.StartTime.Time)
+}
+
+// owner returns an object's controller from an informer, by namespace and
+// name, checking the UID.
+func ownerMeta(inf cache.SharedIndexInformer, ns string, ref metav1.OwnerReference) *metav1.ObjectMeta {
+	if inf == nil {
+		return nil
+	}
+	o, ok, _ := inf.GetStore().GetByKey(ns + "/" + ref.Name)
+	if !ok {
+		return nil
+	}
+	m, err := metaOf(o)
+	if err != nil || m.UID != ref.UID {
+		return nil
+	}
+	return m
+}
+
+func metaOf(o any) (*metav1.ObjectMeta, error) {
+	switch v := o.(type) {
+	case *appsv1.ReplicaSet:
+		return &v.ObjectMeta, nil
+	case *batchv1.Job:
+		return &v.ObjectMeta, nil
+	}
+	return nil, fmt.Errorf("unexpected %T in cache", o)
+}
+
+// enrich adds the pod's attributes, never replacing one already set.
+func (s *podSet) enrich(c *k8sCompiled, p *corev1.Pod, attrs pcommon.Map) {
+	put := func(key, v string) {
+		if c.metadata[key] {
+			putIfAbsent(attrs, key, v)
+		}
+	}
+	put(attrNamespaceName, p.Namespace)
+	put(attrPodName, p.Name)
+	put(attrPodUID, string(p.UID))
+	put(attrNodeName, p.Spec.NodeName)
+	if p.Status.StartTime != nil {
+		put(attrPodStartTime, p.Status.StartTime.UTC().Format(time.RFC3339))
+	}
+	for _, ref := range p.OwnerReferences {
+		switch ref.Kind {
+		case "ReplicaSet":
+			put(attrReplicaSetName, ref.Name)
+			put(attrReplicaSetUID, string(ref.UID))
+			if rs := ownerMeta(s.rs, p.Namespace, ref); rs != nil {
+				for _, o := range rs.OwnerReferences {
+					if o.Kind == "Deployment" {
+						put(attrDeploymentName, o.Name)
+						put(attrDeploymentUID, string(o.UID))
+					}
+				}
+			}
+		case "DaemonSet":
+			put(attrDaemonSetName, ref.Name)
+			put(attrDaemonSetUID, string(ref.UID))
+		case "StatefulSet":
+			put(attrStatefulSetName, ref.Name)
+			put(attrStatefulSetUID, string(ref.UID))
+		case "Job":
+			put(attrJobName, ref.Name)
+			put(attrJobUID, string(ref.UID))
+			if j := ownerMeta(s.jobs, p.Namespace, ref); j != nil {
+				for _, o := range j.OwnerReferences {
+					if o.Kind == "CronJob" {
+						put(attrCronJobName, o.Name)
+						put(attrCronJobUID, string(o.UID))
+					}
+				}
+			}
+		}
+	}
+	if c.metadata[attrImageName] || c.metadata[attrImageTag] {
+		if ctr := pickContainer(p, attrs); ctr != nil {
+			name, tag := splitImage(ctr.Image)
+			put(attrImageName, name)
+			put(attrImageTag, tag)
+		}
+	}
+	for _, r := range c.needs.rules {
+		var m map[string]string
+		switch {
+		case r.from == "pod" && !r.annot:
+			m = p.Labels
+		case r.from == "pod":
+			m = p.Annotations
+		default:
+			if s.ns == nil {
+				continue
+			}
+			o, ok, _ := s.ns.GetStore().GetByKey(p.Namespace)
+			n, isNS := o.(*corev1.Namespace)
+			if !ok || !isNS {
+				continue
+			}
+			m = n.Labels
+			if r.annot {
+				m = n.Annotations
+			}
+		}
+		for k, v := range m {
+			if r.keeps(k) {
+				putIfAbsent(attrs, r.name(k), v)
+			}
+		}
+	}
+}
+
+// pickContainer is the container named by k8s.container.name, or the only one.
+func pickContainer(p *corev1.Pod, attrs pcommon.Map) *corev1.Container {
+	if v, ok := attrs.Get(attrContainerName); ok {
+		for i := range p.Spec.Containers {
+			if p.Spec.Containers[i].Name == v.AsString() {
+				return &p.Spec.Containers[i]
+			}
+		}
+		return nil
+	}
+	if len(p.Spec.Containers) == 1 {
+		return &p.Spec.Containers[0]
+	}
+	return nil
+}
+
+// splitImage splits "registry:5000/repo/name:tag@sha256:..." into the
+// name and the tag ("latest" when none is given).
+func splitImage(image string) (name, tag string) {
+	if i := strings.IndexByte(image, '@'); i >= 0 {
+		image = image[:i]
+	}
+	slash := strings.LastIndexByte(image, '/')
+	if i := strings.LastIndexByte(image, ':'); i > slash {
+		return image[:i], image[i+1:]
+	}
+	return image, "latest"
+}
