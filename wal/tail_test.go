@@ -225,3 +225,41 @@ func TestTailEmptyAfterReopen(t *testing.T) {
 	require.Equal(t, "new", string(next(t, q2).Payload))
 	require.Equal(t, int64(3), db2.reads.Load())
 }
+
+// TestTailFIFOBoundedBehindLongLivedEntry: one entry stays handed out
+// (a send retrying for long) while thousands after it are appended and
+// Done; the FIFO of the tail must not grow with them.
+func TestTailFIFOBoundedBehindLongLivedEntry(t *testing.T) {
+	db := openRunning(t, DefaultConfig(t.TempDir()))
+	q := mustQueue(t, db.DB, "q")
+	ctx := context.Background()
+	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: []byte("held")}}))
+	held := next(t, q)
+	const rounds, per = 100, 100
+	maxSlots := 0
+	for range rounds {
+		items := make([]Item, per)
+		for i := range items {
+			items[i] = Item{Queue: q, Payload: []byte("x"), Records: 1}
+		}
+		require.NoError(t, db.Append(ctx, items))
+		for range per {
+			require.NoError(t, q.Done(next(t, q).Seq))
+		}
+		db.tailMu.Lock()
+		maxSlots = max(maxSlots, len(db.tailFIFO)-db.tailHead)
+		db.tailMu.Unlock()
+	}
+	require.LessOrEqual(t, maxSlots, 4096+per, "stale FIFO slots are compacted")
+	live, bytes := tailState(db.DB)
+	require.Equal(t, 1, live)
+	require.Equal(t, int64(len("held")), bytes)
+	q.Release(held.Seq)
+	require.Equal(t, held, next(t, q), "the held entry is still served from memory")
+	require.NoError(t, q.Done(held.Seq))
+	live, _ = tailState(db.DB)
+	require.Zero(t, live)
+	db.tailMu.Lock()
+	require.Zero(t, len(db.tailFIFO)-db.tailHead)
+	db.tailMu.Unlock()
+}
