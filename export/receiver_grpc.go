@@ -110,11 +110,13 @@ func (h *grpcExport) handle(ctx context.Context, dec func(any) error) *status.St
 		}
 		return status.New(codes.InvalidArgument, err.Error())
 	}
-	b, err := decodeProto(h.signal, raw)
+	// Validate and count without building pdata: a pipeline that only
+	// batches stores these bytes as they are.
+	n, err := scanRequest(h.signal, raw)
 	if err != nil {
-		return status.New(codes.InvalidArgument, err.Error())
+		return status.New(codes.InvalidArgument, fmt.Sprintf("decode protobuf %s request: %v", h.signal, err))
 	}
-	b.Raw = raw
+	b := actors.RawBatch(h.signal, raw, n)
 	res, after, err := h.r.consume(ctx, "grpc", h.consume, b)
 	switch res {
 	case consumeOK:

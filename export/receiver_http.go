@@ -118,9 +118,6 @@ func (h *httpExport) handle(w http.ResponseWriter, req *http.Request) (json bool
 	if err != nil {
 		return json, &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	}
-	if !json {
-		b.Raw = body
-	}
 	res, after, err := h.r.consume(ctx, "http", h.consume, b)
 	switch res {
 	case consumeOK:
@@ -133,12 +130,17 @@ func (h *httpExport) handle(w http.ResponseWriter, req *http.Request) (json bool
 	return json, &httpError{code: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: after}
 }
 
-// decodeBody decodes a decompressed body of the given format.
+// decodeBody turns a decompressed body into a batch: JSON is decoded,
+// protobuf only validated and counted (see scanRequest).
 func decodeBody(s actors.Signal, body []byte, json bool) (actors.Batch, error) {
 	if json {
 		return decodeJSON(s, body)
 	}
-	return decodeProto(s, body)
+	n, err := scanRequest(s, body)
+	if err != nil {
+		return actors.Batch{}, fmt.Errorf("decode protobuf %s request: %w", s, err)
+	}
+	return actors.RawBatch(s, body, n), nil
 }
 
 func bodyError(err error, limit int64) *httpError {
