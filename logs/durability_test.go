@@ -268,7 +268,7 @@ func TestKillDurability(t *testing.T) {
 			// Let the last child catch up: no lag and no new records for 1 s.
 			var last [2]int
 			stable := time.Now()
-			for deadline := time.Now().Add(30 * time.Second); time.Since(stable) < time.Second; {
+			for deadline := time.Now().Add(60 * time.Second); time.Since(stable) < time.Second; {
 				require.True(t, time.Now().Before(deadline), "child did not catch up: %v", last)
 				p, ok := <-c.progress
 				require.True(t, ok, "child exited")

@@ -1,0 +1,550 @@
+package logs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/plog"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/obs-dev/obs/actors"
+	k8stest "github.com/obs-dev/obs/test/k8s"
+)
+
+func TestK8sEventsConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *K8sEventsConfig)
+		want string // "" = valid
+	}{
+		{"default", func(*K8sEventsConfig) {}, ""},
+		{"kubeconfig", func(c *K8sEventsConfig) { c.AuthType = "kubeConfig" }, ""},
+		{"bad auth", func(c *K8sEventsConfig) { c.AuthType = "tls" }, "auth_type"},
+		{"shard without namespaces", func(c *K8sEventsConfig) { c.ShardBy = "namespace" }, "shard_by"},
+		{"shard", func(c *K8sEventsConfig) { c.ShardBy = "namespace"; c.Namespaces = []string{"a", "b"} }, ""},
+		{"bad shard", func(c *K8sEventsConfig) { c.ShardBy = "node" }, "shard_by"},
+		{"twice", func(c *K8sEventsConfig) { c.Namespaces = []string{"a", "a"} }, "namespaces[1]"},
+		{"empty ns", func(c *K8sEventsConfig) { c.Namespaces = []string{""} }, "namespaces[0]"},
+		{"flush", func(c *K8sEventsConfig) { c.FlushInterval = 0 }, "flush_interval"},
+		{"batch", func(c *K8sEventsConfig) { c.MaxBatchSize = 0 }, "max_batch_size"},
+		{"handover", func(c *K8sEventsConfig) { c.HandoverWait = -time.Second }, "handover_wait"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultK8sEventsConfig()
+			tc.edit(&c)
+			err := c.Validate()
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestNewK8sEventsReceiverChecks(t *testing.T) {
+	cl, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"}) // never called
+	require.NoError(t, err)
+	consume := func(context.Context, actors.Batch, []actors.KV) error { return nil }
+	fc := newFakeCluster()
+	_, err = NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), nil, consume, fc.duty("a", nil), nil, nil)
+	require.ErrorContains(t, err, "client")
+	_, err = NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), cl, nil, fc.duty("a", nil), nil, nil)
+	require.ErrorContains(t, err, "consume")
+	_, err = NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), cl, consume, Duty{}, nil, nil)
+	require.ErrorContains(t, err, "duty")
+	reg := prometheus.NewRegistry()
+	_, err = NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), cl, consume, fc.duty("a", nil), nil, reg)
+	require.NoError(t, err)
+	_, err = NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), cl, consume, fc.duty("a", nil), nil, reg)
+	require.Error(t, err, "a second receiver with the same id cannot register its metrics")
+}
+
+func TestResumePointCodec(t *testing.T) {
+	long := make([]eventID, 100)
+	for i := range long {
+		long[i] = eventID{UID: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), RV: fmt.Sprint(1000000 + i)}
+	}
+	tests := []struct {
+		name string
+		p    resumePoint
+		keep int // identities kept by encode
+	}{
+		{"zero", resumePoint{}, 0},
+		{"full", resumePoint{Seq: 42, Holder: 0xdeadbeef, Released: true, RV: "12345",
+			Sent: []eventID{{"u1", "1"}, {"u2", "2"}}}, 2},
+		{"over 1 KiB keeps the newest", resumePoint{Seq: 1, Holder: 1, RV: "1", Sent: long}, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.p.encode()
+			require.LessOrEqual(t, len(b), maxResumeBytes)
+			got, err := decodeResumePoint(b)
+			require.NoError(t, err)
+			require.Equal(t, tc.p.Seq, got.Seq)
+			require.Equal(t, tc.p.Holder, got.Holder)
+			require.Equal(t, tc.p.Released, got.Released)
+			require.Equal(t, tc.p.RV, got.RV)
+			if tc.keep >= 0 {
+				require.Len(t, got.Sent, tc.keep)
+				if tc.keep > 0 {
+					require.Equal(t, tc.p.Sent, got.Sent)
+				}
+				return
+			}
+			require.NotEmpty(t, got.Sent)
+			require.Less(t, len(got.Sent), len(tc.p.Sent))
+			require.Equal(t, tc.p.Sent[len(tc.p.Sent)-len(got.Sent):], got.Sent, "the newest identities are kept")
+		})
+	}
+	for _, bad := range [][]byte{nil, {2, 0}, {1, 2}, {1, 0}, {1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 'a'}} {
+		_, err := decodeResumePoint(bad)
+		require.ErrorIs(t, err, errBadResume, "%x", bad)
+	}
+}
+
+func FuzzDecodeResumePoint(f *testing.F) {
+	f.Add(resumePoint{Seq: 3, Holder: 9, RV: "77", Sent: []eventID{{"u", "1"}}}.encode())
+	f.Add([]byte{1, 1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodeResumePoint(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeResumePoint(p.encode())
+		require.NoError(t, err)
+		if len(p.encode()) <= maxResumeBytes {
+			require.Equal(t, p.RV, again.RV)
+			require.Equal(t, p.Seq, again.Seq)
+		}
+	})
+}
+
+func TestAppendEventAttributes(t *testing.T) {
+	created := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	last := metav1.NewTime(created.Add(time.Minute))
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: "web.1", Namespace: "shop", UID: "ev-uid", ResourceVersion: "9",
+			CreationTimestamp: created},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web", UID: "pod-uid",
+			APIVersion: "v1", ResourceVersion: "7", FieldPath: "spec.containers{c}"},
+		Reason: "BackOff", Message: "Back-off restarting failed container", Type: "Warning", Count: 4,
+		Action: "Restarting", Source: corev1.EventSource{Host: "node-1"}, LastTimestamp: last,
+	}
+	ld := plog.NewLogs()
+	appendEvent(ld, ev)
+	requireEventRecord(t, ld.ResourceLogs().At(0), ev)
+	require.Equal(t, last.UnixNano(), ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Timestamp().AsTime().UnixNano())
+
+	ev.Type, ev.Count = "Normal", 0
+	ld = plog.NewLogs()
+	appendEvent(ld, ev)
+	lr := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+	require.Equal(t, plog.SeverityNumberInfo, lr.SeverityNumber())
+	_, ok := lr.Attributes().Get("k8s.event.count")
+	require.False(t, ok, "a zero count is left out, as the Collector does")
+}
+
+func requireEventRecord(t *testing.T, rl plog.ResourceLogs, ev *corev1.Event) {
+	t.Helper()
+	res := rl.Resource().Attributes().AsRaw()
+	require.Equal(t, map[string]any{
+		"k8s.node.name":               ev.Source.Host,
+		"k8s.object.kind":             ev.InvolvedObject.Kind,
+		"k8s.object.name":             ev.InvolvedObject.Name,
+		"k8s.object.uid":              string(ev.InvolvedObject.UID),
+		"k8s.object.fieldpath":        ev.InvolvedObject.FieldPath,
+		"k8s.object.api_version":      ev.InvolvedObject.APIVersion,
+		"k8s.object.resource_version": ev.InvolvedObject.ResourceVersion,
+	}, res)
+	sl := rl.ScopeLogs().At(0)
+	require.Equal(t, k8seventsScope, sl.Scope().Name())
+	lr := sl.LogRecords().At(0)
+	require.Equal(t, ev.Message, lr.Body().Str())
+	sev := plog.SeverityNumberInfo
+	if ev.Type == "Warning" {
+		sev = plog.SeverityNumberWarn
+	}
+	require.Equal(t, sev, lr.SeverityNumber())
+	require.Equal(t, ev.Type, lr.SeverityText())
+	want := map[string]any{
+		"k8s.event.reason":     ev.Reason,
+		"k8s.event.action":     ev.Action,
+		"k8s.event.start_time": ev.CreationTimestamp.String(),
+		"k8s.event.name":       ev.Name,
+		"k8s.event.uid":        string(ev.UID),
+		"k8s.namespace.name":   ev.InvolvedObject.Namespace,
+	}
+	if ev.Count != 0 {
+		want["k8s.event.count"] = int64(ev.Count)
+	}
+	require.Equal(t, want, lr.Attributes().AsRaw())
+}
+
+// fakeCluster is the contract boundary of Duty: which member leads, and
+// the gossiped state, in memory. Each member also has a WAL map written
+// from consume's extra, read back through Duty.Checkpoint.
+type fakeCluster struct {
+	mu       sync.Mutex
+	leader   string
+	state    map[string][]byte
+	deaf     map[string]bool // members whose SetState is lost (killed before gossip)
+	subs     map[string]chan struct{}
+	wal      map[string]map[string][]byte
+	records  map[string]int // event name -> times committed
+	byMember map[string]int // member -> batches committed
+}
+
+func newFakeCluster() *fakeCluster {
+	return &fakeCluster{state: map[string][]byte{}, deaf: map[string]bool{}, subs: map[string]chan struct{}{},
+		wal: map[string]map[string][]byte{}, records: map[string]int{}, byMember: map[string]int{}}
+}
+
+func (c *fakeCluster) duty(member string, extraCheck func()) Duty {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	c.subs[member] = ch
+	if c.wal[member] == nil {
+		c.wal[member] = map[string][]byte{}
+	}
+	c.mu.Unlock()
+	return Duty{
+		IsLeader: func(string) bool { c.mu.Lock(); defer c.mu.Unlock(); return c.leader == member },
+		Changed:  ch,
+		GetState: func(key string) ([]byte, bool) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			v, ok := c.state[key]
+			return v, ok
+		},
+		SetState: func(key string, v []byte) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !c.deaf[member] {
+				c.state[key] = v
+			}
+			return nil
+		},
+		Checkpoint: func(key []byte) ([]byte, error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.wal[member][string(key)], nil
+		},
+	}
+}
+
+func (c *fakeCluster) setLeader(member string) {
+	c.mu.Lock()
+	c.leader = member
+	for _, ch := range c.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	c.mu.Unlock()
+}
+
+// consume is one member's WAL: records and checkpoint in one step.
+func (c *fakeCluster) consume(member string) func(context.Context, actors.Batch, []actors.KV) error {
+	return func(_ context.Context, b actors.Batch, extra []actors.KV) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		rls := b.Logs.ResourceLogs()
+		for i := range rls.Len() {
+			lrs := rls.At(i).ScopeLogs().At(0).LogRecords()
+			for j := range lrs.Len() {
+				name, _ := lrs.At(j).Attributes().Get("k8s.event.name")
+				c.records[name.Str()]++
+			}
+		}
+		for _, kv := range extra {
+			c.wal[member][string(kv.Key)] = kv.Value
+		}
+		c.byMember[member]++
+		return nil
+	}
+}
+
+func (c *fakeCluster) count(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.records[name]
+}
+
+func (c *fakeCluster) get(key string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.state[key]
+	return v, ok
+}
+
+func (c *fakeCluster) batches(member string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byMember[member]
+}
+
+// member runs one receiver until stop is called.
+type member struct {
+	r    *K8sEventsReceiver
+	stop func()
+	reg  *prometheus.Registry
+}
+
+func startMember(t *testing.T, fc *fakeCluster, name string, cfg K8sEventsConfig, client kubernetes.Interface,
+	consume func(context.Context, actors.Batch, []actors.KV) error) *member {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if consume == nil {
+		consume = fc.consume(name)
+	}
+	r, err := NewK8sEventsReceiver("k8s_events", cfg, client, consume, fc.duty(name, nil), nil, reg)
+	require.NoError(t, err)
+	r.recheck = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("receiver did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &member{r: r, stop: stop, reg: reg}
+}
+
+// newEvent returns an event about a pod in ns, timestamped now.
+func newEvent(ns, name string, typ string) *corev1.Event {
+	now := metav1.Now()
+	return &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "pod-" + name,
+			UID: types.UID("uid-" + name), APIVersion: "v1", ResourceVersion: "1", FieldPath: "spec.containers{app}"},
+		Reason: "Started", Message: "Started container " + name, Type: typ, Count: 2, Action: "Start",
+		Source: corev1.EventSource{Component: "kubelet", Host: "node-a"}, FirstTimestamp: now, LastTimestamp: now,
+		ReportingController: "kubelet", ReportingInstance: "node-a",
+	}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testEventsConfig(ns string) K8sEventsConfig {
+	cfg := DefaultK8sEventsConfig()
+	cfg.AuthType = "kubeConfig"
+	cfg.Namespaces = []string{ns}
+	cfg.FlushInterval = 50 * time.Millisecond
+	cfg.MaxBatchSize = 7 // several batches per burst
+	cfg.HandoverWait = 2 * time.Second
+	return cfg
+}
+
+// TestK8sEventsAPIServer runs the receiver against a real kube-apiserver.
+func TestK8sEventsAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	kc := k8stest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	t.Run("attributes", func(t *testing.T) {
+		ns := kc.Namespace(t, "attrs", nil)
+		fc := newFakeCluster()
+		fc.setLeader("a")
+		got := map[string]plog.ResourceLogs{}
+		var mu sync.Mutex
+		startMember(t, fc, "a", testEventsConfig(ns), kc.Client, func(_ context.Context, b actors.Batch, _ []actors.KV) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range b.Logs.ResourceLogs().Len() {
+				rl := b.Logs.ResourceLogs().At(i)
+				name, _ := rl.ScopeLogs().At(0).LogRecords().At(0).Attributes().Get("k8s.event.name")
+				got[name.Str()] = rl
+			}
+			return nil
+		})
+		var want []*corev1.Event
+		for i, typ := range []string{"Normal", "Warning"} {
+			ev, err := kc.Client.CoreV1().Events(ns).Create(ctx, newEvent(ns, fmt.Sprintf("e%d", i), typ), metav1.CreateOptions{})
+			require.NoError(t, err)
+			want = append(want, ev)
+		}
+		waitFor(t, "two records", 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+		for _, ev := range want {
+			mu.Lock()
+			rl := got[ev.Name]
+			mu.Unlock()
+			requireEventRecord(t, rl, ev)
+		}
+	})
+
+	t.Run("handover", func(t *testing.T) {
+		ns := kc.Namespace(t, "handover", nil)
+		fc := newFakeCluster()
+		fc.setLeader("a")
+		cfg := testEventsConfig(ns)
+		a := startMember(t, fc, "a", cfg, kc.Client, nil)
+		b := startMember(t, fc, "b", cfg, kc.Client, nil)
+
+		const total = 240
+		created := make(chan string, total)
+		genDone := make(chan error, 1)
+		go func() {
+			defer close(created)
+			for i := range total {
+				ev, err := kc.Client.CoreV1().Events(ns).Create(ctx, newEvent(ns, fmt.Sprintf("h%03d", i), "Normal"), metav1.CreateOptions{})
+				if err != nil {
+					genDone <- err
+					return
+				}
+				created <- ev.Name
+				time.Sleep(15 * time.Millisecond)
+			}
+			genDone <- nil
+		}()
+		// Live hand-overs back and forth while events stream in.
+		for _, next := range []string{"b", "a", "b", "a"} {
+			time.Sleep(400 * time.Millisecond)
+			fc.setLeader(next)
+		}
+		// a dies after a commit whose gossip is lost: the gossiped point
+		// lags its WAL. b takes over and must wait for a's restart.
+		before := fc.batches("a")
+		fc.mu.Lock()
+		fc.deaf["a"] = true
+		fc.mu.Unlock()
+		waitFor(t, "a commit after gossip stopped", 10*time.Second, func() bool { return fc.batches("a") > before })
+		a.stop()
+		fc.setLeader("b")
+		time.Sleep(500 * time.Millisecond) // b waits: handover_wait is 2s
+		fc.mu.Lock()
+		fc.deaf["a"] = false
+		fc.mu.Unlock()
+		a2 := startMember(t, fc, "a", cfg, kc.Client, nil) // restarted; reports its WAL checkpoint
+		require.NoError(t, <-genDone)
+		var names []string
+		for n := range created {
+			names = append(names, n)
+		}
+		require.Len(t, names, total)
+		waitFor(t, "every event", 30*time.Second, func() bool {
+			for _, n := range names {
+				if fc.count(n) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(300 * time.Millisecond) // a late duplicate would show now
+		var dups []string
+		for _, n := range names {
+			if c := fc.count(n); c != 1 {
+				dups = append(dups, fmt.Sprintf("%s x%d", n, c))
+			}
+		}
+		require.Empty(t, dups, "events committed more than once")
+		require.Zero(t, testutil.ToFloat64(b.r.m.handoverTimeouts), "b resumed from a's WAL checkpoint, not by timeout")
+		require.Positive(t, testutil.ToFloat64(a.r.m.sent)+testutil.ToFloat64(a2.r.m.sent))
+		require.Positive(t, testutil.ToFloat64(b.r.m.sent))
+		require.GreaterOrEqual(t, testutil.ToFloat64(b.r.m.leaderChanges), 3.0)
+	})
+
+	t.Run("gone", func(t *testing.T) {
+		ns := kc.Namespace(t, "gone", nil)
+		var evs []*corev1.Event
+		for i := range 5 {
+			ev, err := kc.Client.CoreV1().Events(ns).Create(ctx, newEvent(ns, fmt.Sprintf("g%d", i), "Normal"), metav1.CreateOptions{})
+			require.NoError(t, err)
+			evs = append(evs, ev)
+		}
+		fc := newFakeCluster()
+		// A released point far in the past, naming the first three events
+		// as sent: watching from it gets 410 Gone.
+		p := resumePoint{Seq: 4, Holder: 77, Released: true, RV: "1"}
+		for _, ev := range evs[:3] {
+			p.Sent = append(p.Sent, eventID{UID: string(ev.UID), RV: ev.ResourceVersion})
+		}
+		cfg := testEventsConfig(ns)
+		fc.state["k8s_events/k8s_events/ns/"+ns] = p.encode()
+		fc.setLeader("a")
+		m := startMember(t, fc, "a", cfg, kc.Client, nil)
+		waitFor(t, "the two unsent events", 20*time.Second, func() bool { return fc.count("g3") == 1 && fc.count("g4") == 1 })
+		late, err := kc.Client.CoreV1().Events(ns).Create(ctx, newEvent(ns, "g5", "Warning"), metav1.CreateOptions{})
+		require.NoError(t, err)
+		waitFor(t, "an event after the relist", 20*time.Second, func() bool { return fc.count(late.Name) == 1 })
+		for _, ev := range evs[:3] {
+			require.Zero(t, fc.count(ev.Name), "%s was in the resume point", ev.Name)
+		}
+		require.Equal(t, 1.0, testutil.ToFloat64(m.r.m.relists))
+		require.GreaterOrEqual(t, testutil.ToFloat64(m.r.m.skipped), 3.0)
+		st, ok := fc.get("k8s_events/k8s_events/ns/" + ns)
+		require.True(t, ok)
+		got, err := decodeResumePoint(st)
+		require.NoError(t, err)
+		require.Equal(t, uint64(6), got.Seq, "two commits after the relist: the list batch and g5")
+		require.Equal(t, late.ResourceVersion, got.RV)
+	})
+
+	t.Run("refused then stored", func(t *testing.T) {
+		ns := kc.Namespace(t, "refused", nil)
+		fc := newFakeCluster()
+		fc.setLeader("a")
+		var mu sync.Mutex
+		refusals := 0
+		store := fc.consume("a")
+		reg := prometheus.NewRegistry()
+		r, err := NewK8sEventsReceiver("k8s_events", testEventsConfig(ns), kc.Client,
+			func(ctx context.Context, b actors.Batch, extra []actors.KV) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if refusals < 2 {
+					refusals++
+					return &actors.RefusedError{Reason: "wal_full"}
+				}
+				return store(ctx, b, extra)
+			}, fc.duty("a", nil), nil, reg)
+		require.NoError(t, err)
+		rctx, rcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx) }()
+		_, err = kc.Client.CoreV1().Events(ns).Create(ctx, newEvent(ns, "r0", "Normal"), metav1.CreateOptions{})
+		require.NoError(t, err)
+		waitFor(t, "the event after two refusals", 20*time.Second, func() bool { return fc.count("r0") == 1 })
+		rcancel()
+		require.NoError(t, <-done)
+		require.Equal(t, 2.0, testutil.ToFloat64(r.m.refused))
+		require.Equal(t, 1.0, testutil.ToFloat64(r.m.sent))
+		st, _ := fc.get("k8s_events/k8s_events/ns/" + ns)
+		got, err := decodeResumePoint(st)
+		require.NoError(t, err)
+		require.True(t, got.Released, "a stopped receiver releases its point")
+	})
+}
