@@ -89,11 +89,22 @@ func BenchmarkAppend(b *testing.B) {
 // BenchmarkAppendNextDone is the full queue cycle: 16 writers append
 // batches while 4 consumers (an exporter's default) take them with Next
 // and mark them Done. The clock stops when every batch was Done. b.N
-// counts batches.
+// counts batches. tail=off reads every entry back from badger, as after a
+// restart or when consumers lag beyond Config.MemoryBytes.
 func BenchmarkAppendNextDone(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		memory int64
+	}{{"tail=64MiB", 64 << 20}, {"tail=off", 0}} {
+		b.Run(tc.name, func(b *testing.B) { benchAppendNextDone(b, tc.memory) })
+	}
+}
+
+func benchAppendNextDone(b *testing.B, memory int64) {
 	const writers, consumers = 16, 4
 	cfg := DefaultConfig(b.TempDir())
 	cfg.MaxBytes = 1 << 40
+	cfg.MemoryBytes = memory
 	db := openRunning(b, cfg)
 	q := mustQueue(b, db.DB, "otlp/backend")
 	payloads, size := benchPayloads()
