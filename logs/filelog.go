@@ -232,6 +232,9 @@ func (t *tailer) record(f *tracked, ts int64, stream string, body []byte, parseE
 	if stream != "" {
 		attrs.PutStr("log.iostream", stream)
 	}
+	if t.logtag != "" {
+		attrs.PutStr("logtag", t.logtag)
+	}
 	for _, kv := range r.attrs {
 		attrs.PutStr(kv[0], kv[1])
 	}
@@ -298,6 +301,9 @@ func (t *tailer) rawRecord(f *tracked, ts int64, stream string, body []byte, par
 	if stream != "" {
 		a.add("log.iostream", stream)
 	}
+	if t.logtag != "" {
+		a.add("logtag", t.logtag)
+	}
 	if parseErr != "" {
 		a.add(errorAttr, parseErr)
 	}
@@ -347,7 +353,11 @@ func (t *tailer) containerEntry(f *tracked, line []byte, start int64) {
 		return
 	}
 	t.cur = f
+	if format == formatCRI {
+		t.logtag = "F" // as the Collector: the tag of the (last) piece
+	}
 	f.join.add(l, start, t.emitJoined)
+	t.logtag = ""
 }
 
 func (t *tailer) emitJoined(ts int64, stream string, body []byte, split bool) {

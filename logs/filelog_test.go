@@ -571,6 +571,12 @@ func TestValidate(t *testing.T) {
 		{"non-linear output", func(c *FilelogConfig) {
 			c.Operators = []OperatorConfig{{Type: "json_parser", Output: "elsewhere"}, {Type: "remove", Field: "attributes.x"}}
 		}, "operators[0].output"},
+		{"key of another type", func(c *FilelogConfig) {
+			c.Operators = []OperatorConfig{{Type: "move", From: "body", To: "attributes.x", Regex: "(?P<a>.)"}}
+		}, "operators[0].regex: not a setting of move"},
+		{"container parse_to elsewhere", func(c *FilelogConfig) {
+			c.Operators = []OperatorConfig{{Type: "container", ParseTo: "body"}}
+		}, "operators[0].parse_to"},
 		{"both multiline", func(c *FilelogConfig) { c.Multiline = MultilineConfig{LineStartPattern: "a", LineEndPattern: "b"} }, "multiline"},
 	}
 	for _, tc := range tests {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -180,6 +181,27 @@ func compileOperators(cfgs []OperatorConfig) ([]operator, error) {
 			op.onError = onErrorDropQuiet
 		default:
 			return nil, fmt.Errorf("%s.on_error: want send, send_quiet, drop or drop_quiet, got %q", key, c.OnError)
+		}
+		for _, k := range []struct {
+			name    string
+			set     bool
+			allowed string
+		}{
+			{"format", c.Format != "", "container"},
+			{"add_metadata_from_filepath", c.AddMetadataFromFilepath != nil, "container"},
+			{"max_log_size", c.MaxLogSize != 0, "container"},
+			{"parse_from", c.ParseFrom != "" && !(c.Type == "container" && c.ParseFrom == "body"), "json_parser regex_parser"},
+			{"parse_to", c.ParseTo != "" && !(c.Type == "container" && c.ParseTo == "attributes"), "json_parser regex_parser"},
+			{"regex", c.Regex != "", "regex_parser"},
+			{"timestamp", c.Timestamp != nil, "json_parser regex_parser"},
+			{"from", c.From != "", "move"},
+			{"to", c.To != "", "move"},
+			{"field", c.Field != "", "add remove"},
+			{"value", c.Value.Kind != 0, "add"},
+		} {
+			if k.set && c.Type != "" && !slices.Contains(strings.Fields(k.allowed), c.Type) {
+				return nil, fmt.Errorf("%s.%s: not a setting of %s operators", key, k.name, c.Type)
+			}
 		}
 		var err error
 		fieldOr := func(name, s, def string) field {

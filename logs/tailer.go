@@ -99,6 +99,7 @@ type tailer struct {
 	paths  []string
 	docker dockerParser
 	cur    *tracked // the file emitJoined writes for
+	logtag string   // set while a CRI line's records are emitted
 
 	batch      plog.Logs
 	batchGen   uint64
