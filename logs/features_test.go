@@ -316,3 +316,21 @@ func TestTruncatedWhileBehindCountsLoss(t *testing.T) {
 		require.Equal(t, 1.0, testutil.ToFloat64(run.r.m.truncations))
 	})
 }
+
+func TestFingerprintSizeLoweredAcrossRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "a.log")
+		appendFile(t, p, numbered("a", 0, 40)...)
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		s := newSink()
+		run := start(t, cfg, s)
+		waitBodies(t, s, numbered("a", 0, 40))
+		run.stop()
+		appendFile(t, p, numbered("a", 40, 45)...)
+		cfg.FingerprintSize = 100
+		s2 := &sink{kv: s.kv}
+		start(t, cfg, s2)
+		waitBodies(t, s2, numbered("a", 40, 45))
+	})
+}

@@ -179,6 +179,9 @@ func (t *tailer) restore() error {
 		}
 		f.key = id
 		f.persisted = true
+		if len(f.fp) > len(t.fpBuf) { // fingerprint_size was lowered
+			f.fp = f.fp[:len(t.fpBuf)]
+		}
 		t.initFile(f, f.metaPath)
 		t.files = append(t.files, f)
 	}
