@@ -61,7 +61,7 @@ func appendLoop(ctx context.Context, db *DB, q *Queue, payloads [][]byte, writer
 // only mode). 16 writers is how obs drives the WAL (its writer stage keeps
 // up to 16 appends in flight). b.N counts batches.
 func BenchmarkAppend(b *testing.B) {
-	for _, writers := range []int{4, 16} {
+	for _, writers := range []int{4, 16, 64} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			cfg := DefaultConfig(b.TempDir())
 			cfg.MaxBytes = 1 << 40
