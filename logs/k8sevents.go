@@ -456,7 +456,7 @@ func (s *eventStream) lead(ctx context.Context, t *time.Timer, start resumePoint
 	s.own, s.ownOK, s.resolve = tm.p, true, false
 	defer func() {
 		tm.p.Released = true
-		if tm.rv != "" && tm.batch.LogRecordCount() == 0 {
+		if tm.rv != "" && len(tm.ids) == 0 {
 			tm.p.RV = tm.rv // a bookmark beyond the last commit
 		}
 		s.publish(tm.p)
@@ -546,7 +546,8 @@ func (tm *term) relist(ctx context.Context, fresh bool) error {
 	for i := range items {
 		ev := &items[i]
 		tm.s.r.m.received.Inc()
-		if fresh && eventTime(ev).Before(tm.s.start) {
+		// Event times have whole seconds.
+		if fresh && eventTime(ev).Before(tm.s.start.Truncate(time.Second)) {
 			continue
 		}
 		if !fresh && tm.sent(ev) {

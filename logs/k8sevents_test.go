@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -547,4 +548,125 @@ func TestK8sEventsAPIServer(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, got.Released, "a stopped receiver releases its point")
 	})
+}
+
+// TestAcquire covers where a new term resumes, in a synctest bubble (the
+// waits are virtual time).
+func TestAcquire(t *testing.T) {
+	const wait = 30 * time.Second
+	other := resumePoint{Seq: 5, Holder: 11, RV: "50", Sent: []eventID{{"u", "50"}}}
+	released := other
+	released.Released = true
+	own := resumePoint{Seq: 6, Holder: 11, RV: "60"}
+	tests := []struct {
+		name     string
+		state    *resumePoint
+		own      *resumePoint
+		later    *resumePoint // published after 1s
+		leader   bool
+		want     resumePoint
+		ok       bool
+		waited   time.Duration
+		timeouts float64
+	}{
+		{"fresh waits for gossip, then starts fresh", nil, nil, nil, true, resumePoint{}, true, wait, 0},
+		{"released point at once", &released, nil, nil, true, released, true, 0, 0},
+		{"own previous life is newer than gossip", &other, &own, nil, true, own, true, 0, 0},
+		{"other's unreleased point: wait, then resume from it", &other, nil, nil, true, other, true, wait, 1},
+		{"other's point released while waiting", &other, nil, &released, true, released, true, time.Second, 0},
+		{"own checkpoint when nothing is gossiped", nil, &own, nil, true, own, true, wait, 0},
+		{"not leader", &released, nil, nil, false, resumePoint{}, false, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fc := newFakeCluster()
+				if tc.leader {
+					fc.setLeader("a")
+				}
+				cl, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+				require.NoError(t, err)
+				cfg := DefaultK8sEventsConfig()
+				cfg.HandoverWait = wait
+				r, err := NewK8sEventsReceiver("k8s_events", cfg, cl, fc.consume("a"), fc.duty("a", nil), nil, nil)
+				require.NoError(t, err)
+				s := r.streams[0]
+				if tc.state != nil {
+					fc.state[s.stateKey] = tc.state.encode()
+				}
+				if tc.own != nil {
+					s.own, s.ownOK = *tc.own, true
+				}
+				if tc.later != nil {
+					go func() {
+						time.Sleep(time.Second)
+						fc.mu.Lock()
+						fc.state[s.stateKey] = tc.later.encode()
+						fc.mu.Unlock()
+					}()
+				}
+				tm := time.NewTimer(time.Hour)
+				defer tm.Stop()
+				start := time.Now()
+				got, ok := s.acquire(context.Background(), tm)
+				require.Equal(t, tc.ok, ok)
+				if ok {
+					require.Equal(t, tc.want.encode(), got.encode())
+				}
+				waited := time.Since(start)
+				require.GreaterOrEqual(t, waited, tc.waited)
+				require.Less(t, waited, tc.waited+500*time.Millisecond)
+				require.Equal(t, tc.timeouts, testutil.ToFloat64(r.m.handoverTimeouts))
+				synctest.Wait()
+			})
+		})
+	}
+}
+
+// TestResolveOwn: a restarted member that is not the leader publishes its
+// WAL checkpoint as released only when the gossip is from its own last
+// term and not newer.
+func TestResolveOwn(t *testing.T) {
+	own := resumePoint{Seq: 6, Holder: 11, RV: "60"}
+	tests := []struct {
+		name    string
+		state   *resumePoint
+		giveUp  bool
+		publish bool
+		pending bool
+	}{
+		{"gossip lags own term", &resumePoint{Seq: 5, Holder: 11, RV: "50"}, false, true, false},
+		{"gossip already released", &resumePoint{Seq: 6, Holder: 11, RV: "60", Released: true}, false, false, false},
+		{"another term moved on", &resumePoint{Seq: 9, Holder: 12, RV: "90"}, false, false, false},
+		{"nothing gossiped yet", nil, false, false, true},
+		{"nothing gossiped, give up", nil, true, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fc := newFakeCluster()
+			cl, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+			require.NoError(t, err)
+			r, err := NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), cl, fc.consume("a"), fc.duty("a", nil), nil, nil)
+			require.NoError(t, err)
+			s := r.streams[0]
+			s.own, s.ownOK, s.resolve = own, true, true
+			if tc.state != nil {
+				fc.state[s.stateKey] = tc.state.encode()
+			}
+			s.resolveOwn(tc.giveUp)
+			require.Equal(t, tc.pending, s.resolve)
+			got, _ := fc.get(s.stateKey)
+			if tc.publish {
+				want := own
+				want.Released = true
+				require.Equal(t, want.encode(), got)
+				return
+			}
+			if tc.state == nil {
+				require.Nil(t, got)
+			} else {
+				require.Equal(t, tc.state.encode(), got)
+			}
+		})
+	}
 }
