@@ -334,3 +334,16 @@ func TestFingerprintSizeLoweredAcrossRestart(t *testing.T) {
 		waitBodies(t, s2, numbered("a", 40, 45))
 	})
 }
+
+func TestBrokenFileDoesNotStopOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		// A symlink loop matches the glob but cannot be examined.
+		require.NoError(t, os.Symlink(filepath.Join(dir, "loop.log"), filepath.Join(dir, "loop.log")))
+		appendFile(t, filepath.Join(dir, "good.log"), "fine")
+		s := newSink()
+		run := start(t, testConfig(filepath.Join(dir, "*.log")), s)
+		waitBodies(t, s, []string{"fine"})
+		require.Positive(t, testutil.ToFloat64(run.r.m.fileErrors.WithLabelValues("stat")))
+	})
+}

@@ -367,8 +367,14 @@ func (t *tailer) emitJoined(ts int64, stream string, body []byte, split bool) {
 	t.record(t.cur, ts, stream, body, "")
 }
 
-// errStop ends a file's read because the batch could not be stored.
-var errStop = errors.New("stop reading")
+// fileError is a failure on one file; other files are still read.
+type fileError struct {
+	op, path string
+	err      error
+}
+
+func (e *fileError) Error() string { return e.op + " " + e.path + ": " + e.err.Error() }
+func (e *fileError) Unwrap() error { return e.err }
 
 // readFile reads f from its read offset to EOF (or the per-poll cap),
 // turning complete lines into records and flushing full batches.
@@ -393,7 +399,7 @@ func (t *tailer) readFile(ctx context.Context, f *tracked) (more bool, err error
 		n, rerr := f.f.ReadAt(buf[have:], base+int64(have))
 		have += n
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			return false, fmt.Errorf("read %s: %w", f.path, rerr)
+			return false, &fileError{op: "read", path: f.path, err: rerr}
 		}
 		start := 0
 		for start < have {

@@ -17,6 +17,7 @@ type metrics struct {
 	dropped      *prometheus.CounterVec // reason
 	refused      *prometheus.CounterVec // reason
 	lostBytes    *prometheus.CounterVec // reason
+	fileErrors   *prometheus.CounterVec // op
 	paused       prometheus.Gauge
 	accepted     prometheus.Counter // otelcol_receiver_accepted_log_records
 	failed       prometheus.Counter // otelcol_receiver_refused_log_records
@@ -46,6 +47,8 @@ func newMetrics(id string, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Batches the pipeline refused or failed to store; the lines are read again later.", ConstLabels: cl}, []string{"reason"}),
 		lostBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obs_logs_lost_bytes_total",
 			Help: "Bytes gone before they were read (a file truncated in place while behind, with no copy found).", ConstLabels: cl}, []string{"reason"}),
+		fileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obs_logs_file_errors_total",
+			Help: "Files that could not be opened, examined or read (retried every poll).", ConstLabels: cl}, []string{"op"}),
 		paused:   g("obs_logs_reading_paused", "1 while reading is paused because the pipeline refused (WAL full, memory limit)."),
 		accepted: c("otelcol_receiver_accepted_log_records", "Log records committed to the WAL."),
 		failed:   c("otelcol_receiver_refused_log_records", "Log records not stored on the first try (re-read later)."),
@@ -54,7 +57,7 @@ func newMetrics(id string, reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, col := range []prometheus.Collector{m.filesWatched, m.bytesRead, m.linesRead, m.lagBytes, m.rotations,
-		m.truncations, m.parseErrors, m.linesSplit, m.dropped, m.refused, m.lostBytes, m.paused, m.accepted, m.failed} {
+		m.truncations, m.parseErrors, m.linesSplit, m.dropped, m.refused, m.lostBytes, m.fileErrors, m.paused, m.accepted, m.failed} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

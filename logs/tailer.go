@@ -119,6 +119,8 @@ type tailer struct {
 	// busy files reuse them while idle files hold none (bounded memory).
 	rawPool [][]byte
 
+	lastFileWarn time.Time
+
 	indexDirty bool
 	deletes    []string // keys of forgotten files
 	extra      []actors.KV
@@ -315,7 +317,13 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 	var rest []candidate
 	for _, p := range t.discover() {
 		fi, err := os.Stat(p)
-		if err != nil || !fi.Mode().IsRegular() {
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				t.fileFailed(&fileError{op: "stat", path: p, err: err})
+			}
+			continue
+		}
+		if !fi.Mode().IsRegular() {
 			continue
 		}
 		if d := r.cfg.ExcludeOlderThan; d > 0 && t.nowTime.Sub(fi.ModTime()) > d {
@@ -388,6 +396,14 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 			continue
 		}
 		m, err := t.readFile(ctx, f)
+		var fe *fileError
+		if errors.As(err, &fe) {
+			// The complete lines before the error stay in the batch; the
+			// file is reopened by path next poll.
+			t.fileFailed(fe)
+			t.closeFile(f)
+			continue
+		}
 		if err != nil {
 			t.rollback()
 			return false, err
@@ -401,6 +417,16 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 	t.forget()
 	t.limitOpen()
 	return more, nil
+}
+
+// fileFailed counts a failure on one file and logs at most one every
+// 30 seconds.
+func (t *tailer) fileFailed(e *fileError) {
+	t.r.m.fileErrors.WithLabelValues(e.op).Inc()
+	if t.nowTime.Sub(t.lastFileWarn) >= 30*time.Second {
+		t.lastFileWarn = t.nowTime
+		t.r.log.Warn("file error", "op", e.op, "path", e.path, "err", e.err)
+	}
 }
 
 // setGauges sets the files-watched and lag gauges, after every poll.
@@ -486,6 +512,9 @@ func (t *tailer) matchNew(c candidate, first bool) {
 	r := t.r
 	fh, err := os.Open(c.path)
 	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			t.fileFailed(&fileError{op: "open", path: c.path, err: err})
+		}
 		return
 	}
 	keep := false
