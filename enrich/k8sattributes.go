@@ -15,7 +15,6 @@ import (
 	"github.com/obs-dev/obs/actors"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Resource attribute names the k8sattributes processor reads and writes.
@@ -525,7 +524,7 @@ func (k *K8sAttributes) Process(ctx context.Context, b actors.Batch) error {
 
 // find resolves a resource's pod by the association rules, waiting up to
 // deadline for a pod not in the cache yet.
-func (k *K8sAttributes) find(ctx context.Context, attrs pcommon.Map, peer string, deadline time.Time) (*corev1.Pod, bool, string) {
+func (k *K8sAttributes) find(ctx context.Context, attrs pcommon.Map, peer string, deadline time.Time) (*cachedPod, bool, string) {
 	var ids []podID
 	for _, a := range k.c.assoc {
 		if id, ok := a.identify(attrs, peer); ok {
@@ -535,7 +534,7 @@ func (k *K8sAttributes) find(ctx context.Context, attrs pcommon.Map, peer string
 	if len(ids) == 0 {
 		return nil, false, "no_identifier"
 	}
-	lookup := func() (*corev1.Pod, bool) {
+	lookup := func() (*cachedPod, bool) {
 		for _, id := range ids {
 			if p := k.set.lookup(id); p != nil {
 				return p, id.conn

@@ -173,29 +173,34 @@ const (
 func podIndexers() cache.Indexers {
 	return cache.Indexers{
 		indexPodIP: func(obj any) ([]string, error) {
-			p, ok := obj.(*corev1.Pod)
-			if !ok || p.Spec.HostNetwork {
-				return nil, nil // host-network pods share the node's IP
+			if p, ok := obj.(*cachedPod); ok && !p.HostNetwork {
+				return p.IPs, nil // host-network pods share the node's IP
 			}
-			ips := make([]string, 0, len(p.Status.PodIPs)+1)
-			if p.Status.PodIP != "" {
-				ips = append(ips, p.Status.PodIP)
-			}
-			for _, ip := range p.Status.PodIPs {
-				if ip.IP != p.Status.PodIP {
-					ips = append(ips, ip.IP)
-				}
-			}
-			return ips, nil
+			return nil, nil
 		},
 		indexPodUID: func(obj any) ([]string, error) {
-			if p, ok := obj.(*corev1.Pod); ok {
+			if p, ok := obj.(*cachedPod); ok {
 				return []string{string(p.UID)}, nil
 			}
 			return nil, nil
 		},
 	}
 }
+
+// cachedPod is what the cache keeps of a pod: its metadata (labels and
+// annotations only where extracted, the controller reference only) and a
+// few spec and status fields.
+type cachedPod struct {
+	metav1.ObjectMeta
+	NodeName    string
+	IPs         []string
+	StartTime   time.Time // zero when unknown
+	Finished    bool      // phase Succeeded or Failed
+	HostNetwork bool
+	Containers  []cachedContainer // only when an image is extracted
+}
+
+type cachedContainer struct{ Name, Image string }
 
 func (s *podSet) build(client kubernetes.Interface) error {
 	ns := s.filter.namespace // "" = all
@@ -320,23 +325,35 @@ func (s *podSet) transformPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	out := &corev1.Pod{
+	out := &cachedPod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 			Labels:          s.keep(p.Labels, "pod", false),
 			Annotations:     s.keep(p.Annotations, "pod", true),
 			OwnerReferences: controllerRef(p.OwnerReferences),
 		},
-		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
-		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, StartTime: p.Status.StartTime},
+		NodeName:    p.Spec.NodeName,
+		HostNetwork: p.Spec.HostNetwork,
+		Finished:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
 	}
-	if len(p.Status.PodIPs) > 1 {
-		out.Status.PodIPs = p.Status.PodIPs
+	if p.Status.StartTime != nil {
+		out.StartTime = p.Status.StartTime.Time
+	}
+	if p.Status.PodIP != "" || len(p.Status.PodIPs) > 0 {
+		out.IPs = make([]string, 0, len(p.Status.PodIPs)+1)
+		if p.Status.PodIP != "" {
+			out.IPs = append(out.IPs, p.Status.PodIP)
+		}
+		for _, ip := range p.Status.PodIPs {
+			if ip.IP != p.Status.PodIP {
+				out.IPs = append(out.IPs, ip.IP)
+			}
+		}
 	}
 	if s.needs.containers {
-		out.Spec.Containers = make([]corev1.Container, len(p.Spec.Containers))
+		out.Containers = make([]cachedContainer, len(p.Spec.Containers))
 		for i, c := range p.Spec.Containers {
-			out.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
+			out.Containers[i] = cachedContainer{Name: c.Name, Image: c.Image}
 		}
 	}
 	return out, nil
@@ -378,7 +395,7 @@ func (s *podSet) transformNamespace(obj any) (any, error) {
 
 // lookup finds a pod in the cache. Of several pods with one IP (a
 // finished pod and its successor) it prefers a live one, then the newest.
-func (s *podSet) lookup(id podID) *corev1.Pod {
+func (s *podSet) lookup(id podID) *cachedPod {
 	if !s.isBuilt() {
 		return nil
 	}
@@ -393,9 +410,9 @@ func (s *podSet) lookup(id podID) *corev1.Pod {
 			objs = []any{o}
 		}
 	}
-	var best *corev1.Pod
+	var best *cachedPod
 	for _, o := range objs {
-		p, ok := o.(*corev1.Pod)
+		p, ok := o.(*cachedPod)
 		if !ok {
 			continue
 		}
@@ -406,17 +423,11 @@ func (s *podSet) lookup(id podID) *corev1.Pod {
 	return best
 }
 
-func betterPod(a, b *corev1.Pod) bool {
-	live := func(p *corev1.Pod) bool {
-		return p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+func betterPod(a, b *cachedPod) bool {
+	if a.Finished != b.Finished {
+		return !a.Finished
 	}
-	if live(a) != live(b) {
-		return live(a)
-	}
-	if a.Status.StartTime == nil || b.Status.StartTime == nil {
-		return a.Status.StartTime != nil
-	}
-	return a.Status.StartTime.After(b.Status.StartTime.Time)
+	return a.StartTime.After(b.StartTime)
 }
 
 // owner returns an object's controller from an informer, by namespace and
@@ -447,7 +458,7 @@ func metaOf(o any) (*metav1.ObjectMeta, error) {
 }
 
 // enrich adds the pod's attributes, never replacing one already set.
-func (s *podSet) enrich(c *k8sCompiled, p *corev1.Pod, attrs pcommon.Map) {
+func (s *podSet) enrich(c *k8sCompiled, p *cachedPod, attrs pcommon.Map) {
 	put := func(key, v string) {
 		if c.metadata[key] {
 			putIfAbsent(attrs, key, v)
@@ -456,9 +467,9 @@ func (s *podSet) enrich(c *k8sCompiled, p *corev1.Pod, attrs pcommon.Map) {
 	put(attrNamespaceName, p.Namespace)
 	put(attrPodName, p.Name)
 	put(attrPodUID, string(p.UID))
-	put(attrNodeName, p.Spec.NodeName)
-	if p.Status.StartTime != nil {
-		put(attrPodStartTime, p.Status.StartTime.UTC().Format(time.RFC3339))
+	put(attrNodeName, p.NodeName)
+	if !p.StartTime.IsZero() {
+		put(attrPodStartTime, p.StartTime.UTC().Format(time.RFC3339))
 	}
 	for _, ref := range p.OwnerReferences {
 		switch ref.Kind {
@@ -529,17 +540,17 @@ func (s *podSet) enrich(c *k8sCompiled, p *corev1.Pod, attrs pcommon.Map) {
 }
 
 // pickContainer is the container named by k8s.container.name, or the only one.
-func pickContainer(p *corev1.Pod, attrs pcommon.Map) *corev1.Container {
+func pickContainer(p *cachedPod, attrs pcommon.Map) *cachedContainer {
 	if v, ok := attrs.Get(attrContainerName); ok {
-		for i := range p.Spec.Containers {
-			if p.Spec.Containers[i].Name == v.AsString() {
-				return &p.Spec.Containers[i]
+		for i := range p.Containers {
+			if p.Containers[i].Name == v.AsString() {
+				return &p.Containers[i]
 			}
 		}
 		return nil
 	}
-	if len(p.Spec.Containers) == 1 {
-		return &p.Spec.Containers[0]
+	if len(p.Containers) == 1 {
+		return &p.Containers[0]
 	}
 	return nil
 }
