@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -346,4 +347,24 @@ func TestBrokenFileDoesNotStopOthers(t *testing.T) {
 		waitBodies(t, s, []string{"fine"})
 		require.Positive(t, testutil.ToFloat64(run.r.m.fileErrors.WithLabelValues("stat")))
 	})
+}
+
+func TestMetricsShareRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	// export/ registers the Collector's receiver counters this way.
+	otlp := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otelcol_receiver_accepted_log_records",
+		Help: "Number of logs items successfully pushed into the pipeline."}, []string{"receiver", "transport"})
+	require.NoError(t, reg.Register(otlp))
+	cfg := testConfig(filepath.Join(t.TempDir(), "*.log"))
+	s := newSink()
+	a, err := NewFilelogReceiver("filelog/a", cfg, s.consume, nil, nil, reg)
+	require.NoError(t, err)
+	_, err = NewFilelogReceiver("filelog/b", cfg, s.consume, nil, nil, reg)
+	require.NoError(t, err)
+	again, err := NewFilelogReceiver("filelog/a", cfg, s.consume, nil, nil, reg) // rebuilt after a restart
+	require.NoError(t, err)
+	again.m.accepted.Inc()
+	a.m.linesRead.Inc()
+	require.Equal(t, 1.0, testutil.ToFloat64(otlp.WithLabelValues("filelog/a", "")))
+	require.Equal(t, 1.0, testutil.ToFloat64(again.m.linesRead), "the rebuilt receiver shares the series")
 }

@@ -1,6 +1,9 @@
 package logs
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -49,18 +52,55 @@ func newMetrics(id string, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Bytes gone before they were read (a file truncated in place while behind, with no copy found).", ConstLabels: cl}, []string{"reason"}),
 		fileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obs_logs_file_errors_total",
 			Help: "Files that could not be opened, examined or read (retried every poll).", ConstLabels: cl}, []string{"op"}),
-		paused:   g("obs_logs_reading_paused", "1 while reading is paused because the pipeline refused (WAL full, memory limit)."),
-		accepted: c("otelcol_receiver_accepted_log_records", "Log records committed to the WAL."),
-		failed:   c("otelcol_receiver_refused_log_records", "Log records not stored on the first try (re-read later)."),
+		paused: g("obs_logs_reading_paused", "1 while reading is paused because the pipeline refused (WAL full, memory limit)."),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, col := range []prometheus.Collector{m.filesWatched, m.bytesRead, m.linesRead, m.lagBytes, m.rotations,
-		m.truncations, m.parseErrors, m.linesSplit, m.dropped, m.refused, m.lostBytes, m.fileErrors, m.paused, m.accepted, m.failed} {
-		if err := reg.Register(col); err != nil {
+	// The Collector's receiver counters, shaped as export/ registers them
+	// (same help and labels), so both share the series on one registry.
+	accepted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otelcol_receiver_accepted_log_records",
+		Help: "Number of logs items successfully pushed into the pipeline."}, []string{"receiver", "transport"})
+	failed := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otelcol_receiver_refused_log_records",
+		Help: "Number of logs items that could not be pushed into the pipeline."}, []string{"receiver", "transport"})
+	if reg != nil {
+		var err error
+		if accepted, err = register(reg, accepted); err != nil {
 			return nil, err
 		}
+		if failed, err = register(reg, failed); err != nil {
+			return nil, err
+		}
+		for _, p := range []*prometheus.Gauge{&m.filesWatched, &m.lagBytes, &m.paused} {
+			if *p, err = register(reg, *p); err != nil {
+				return nil, err
+			}
+		}
+		for _, p := range []*prometheus.Counter{&m.bytesRead, &m.linesRead, &m.rotations, &m.truncations, &m.linesSplit} {
+			if *p, err = register(reg, *p); err != nil {
+				return nil, err
+			}
+		}
+		for _, p := range []**prometheus.CounterVec{&m.parseErrors, &m.dropped, &m.refused, &m.lostBytes, &m.fileErrors} {
+			if *p, err = register(reg, *p); err != nil {
+				return nil, err
+			}
+		}
 	}
+	m.accepted = accepted.WithLabelValues(id, "")
+	m.failed = failed.WithLabelValues(id, "")
 	return m, nil
+}
+
+// register registers c, or returns the identical collector registered
+// before (a receiver rebuilt on the same registry, or another component
+// sharing the Collector's metric names).
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register metric: %w", err)
+	}
+	return c, nil
 }
