@@ -118,7 +118,7 @@ func rawResource(res pcommon.Map) []byte {
 	return b
 }
 
-// rawRequestSize is the size of one ResourceLogs entry for a file.
+// rawResourceLogsSize is the content size of one ResourceLogs for a file.
 func rawResourceLogsSize(res, records []byte) int {
 	return lenField(len(res)) + lenField(len(records))
 }

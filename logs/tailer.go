@@ -36,6 +36,7 @@ type tracked struct {
 	f         *os.File
 	fi        os.FileInfo // of the open (or last open) handle
 	size      int64       // largest size seen
+	statSize  int64       // size at this poll's stat (-1 unknown)
 	seen      uint64      // poll generation it was last found by the globs
 	missing   int         // polls it went unseen
 	truncated bool        // truncated in place: only a copy may continue it
@@ -362,6 +363,7 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 			t.setPath(f, p)
 		}
 		f.seen, f.missing = t.gen, 0
+		f.statSize = fi.Size()
 	}
 
 	// Pass 2: other paths, matched by fingerprint.
@@ -394,6 +396,9 @@ func (t *tailer) poll(ctx context.Context) (more bool, err error) {
 	for _, f := range t.files {
 		if f.f == nil || f.truncated {
 			continue
+		}
+		if f.seen == t.gen && f.statSize == f.read && f.tailSize < 0 && !f.pendingAny() {
+			continue // nothing new: save the read syscall
 		}
 		m, err := t.readFile(ctx, f)
 		var fe *fileError
@@ -554,6 +559,7 @@ func (t *tailer) matchNew(c candidate, first bool) {
 		f.f, f.fi, keep = fh, hfi, true
 		f.truncated = false
 		f.seen, f.missing, f.finishing = t.gen, 0, false
+		f.statSize = -1
 		if len(fp) > len(f.fp) {
 			f.fp = bytes.Clone(fp)
 		}
@@ -563,7 +569,7 @@ func (t *tailer) matchNew(c candidate, first bool) {
 		t.setPath(f, c.path)
 		return
 	}
-	f := &tracked{fp: bytes.Clone(fp), f: fh, fi: hfi, seen: t.gen, tailSize: -1, lastData: t.nowTime}
+	f := &tracked{fp: bytes.Clone(fp), f: fh, fi: hfi, seen: t.gen, tailSize: -1, statSize: -1, lastData: t.nowTime}
 	keep = true
 	f.key = t.newKey(f.fp)
 	t.initFile(f, c.path)
