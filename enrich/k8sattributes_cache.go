@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	appsinformers "k8s.io/client-go/informers/apps/v1"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
@@ -72,7 +74,8 @@ func (c *K8sCache) register(f k8sFilter, n k8sNeeds) (*podSet, error) {
 	}
 	s, ok := c.sets[f.key()]
 	if !ok {
-		s = &podSet{filter: f, notify: make(chan struct{}), synced: make(chan struct{}), built: make(chan struct{})}
+		s = &podSet{filter: f, notify: make(chan struct{}), synced: make(chan struct{}), built: make(chan struct{}),
+			index: podIndex{byIP: map[string][]string{}, byUID: map[string]string{}}}
 		c.sets[f.key()] = s
 	}
 	s.needs.rules = append(s.needs.rules, n.rules...)
@@ -159,61 +162,145 @@ type podSet struct {
 	// set by build before built is closed, read only after
 	pods, rs, jobs, ns cache.SharedIndexInformer
 	built              chan struct{}
+	index              podIndex
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced when a pod is added or updated
 	synced chan struct{} // closed once every informer listed
 }
 
-const (
-	indexPodIP  = "ip"
-	indexPodUID = "uid"
-)
-
-func podIndexers() cache.Indexers {
-	return cache.Indexers{
-		indexPodIP: func(obj any) ([]string, error) {
-			if p, ok := obj.(*cachedPod); ok && !p.HostNetwork {
-				return p.IPs, nil // host-network pods share the node's IP
-			}
-			return nil, nil
-		},
-		indexPodUID: func(obj any) ([]string, error) {
-			if p, ok := obj.(*cachedPod); ok {
-				return []string{string(p.UID)}, nil
-			}
-			return nil, nil
-		},
-	}
+// cachedPod is what the cache keeps of a pod: a few metadata, spec and
+// status fields, the labels and annotations some processor extracts, and
+// the controller reference.
+type cachedPod struct {
+	Namespace, Name string
+	UID             types.UID
+	ResourceVersion string
+	Owner           cachedOwner // Kind "" when the pod has no controller
+	NodeName        string
+	IPs             []string
+	StartTime       time.Time // zero when unknown
+	Finished        bool      // phase Succeeded or Failed
+	HostNetwork     bool
+	Labels          []kv
+	Annotations     []kv
+	Containers      []cachedContainer // only when an image is extracted
 }
 
-// cachedPod is what the cache keeps of a pod: its metadata (labels and
-// annotations only where extracted, the controller reference only) and a
-// few spec and status fields.
-type cachedPod struct {
-	metav1.ObjectMeta
-	NodeName    string
-	IPs         []string
-	StartTime   time.Time // zero when unknown
-	Finished    bool      // phase Succeeded or Failed
-	HostNetwork bool
-	Containers  []cachedContainer // only when an image is extracted
+type cachedOwner struct {
+	Kind, Name string
+	UID        types.UID
 }
 
 type cachedContainer struct{ Name, Image string }
 
+type kv struct{ k, v string }
+
+// GetObjectMeta lets client-go's key functions (meta.Accessor) read the
+// namespace and name.
+func (p *cachedPod) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion}
+}
+
+func (p *cachedPod) key() string { return p.Namespace + "/" + p.Name }
+
+// podIndex finds pod keys by IP and UID; kept by the pod informer's
+// handler (cheaper than the informer's indexers, which hold a set per
+// value).
+type podIndex struct {
+	mu    sync.RWMutex
+	byIP  map[string][]string
+	byUID map[string]string
+}
+
+func (x *podIndex) add(p *cachedPod) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	k := p.key()
+	if !p.HostNetwork { // host-network pods share the node's IP
+		for _, ip := range p.IPs {
+			x.byIP[ip] = append(x.byIP[ip], k)
+		}
+	}
+	x.byUID[string(p.UID)] = k
+}
+
+func (x *podIndex) remove(p *cachedPod) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	k := p.key()
+	for _, ip := range p.IPs {
+		keys := x.byIP[ip]
+		for i, o := range keys {
+			if o == k {
+				keys = append(keys[:i:i], keys[i+1:]...)
+				break
+			}
+		}
+		if len(keys) == 0 {
+			delete(x.byIP, ip)
+		} else {
+			x.byIP[ip] = keys
+		}
+	}
+	if x.byUID[string(p.UID)] == k {
+		delete(x.byUID, string(p.UID))
+	}
+}
+
+func (x *podIndex) keys(id podID) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	switch id.kind {
+	case 'i':
+		return append([]string(nil), x.byIP[id.value]...)
+	case 'u':
+		if k, ok := x.byUID[id.value]; ok {
+			return []string{k}
+		}
+	case 'n':
+		return []string{id.value}
+	}
+	return nil
+}
+
+func asCachedPod(obj any) *cachedPod {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	p, _ := obj.(*cachedPod)
+	return p
+}
+
 func (s *podSet) build(client kubernetes.Interface) error {
 	ns := s.filter.namespace // "" = all
-	s.pods = coreinformers.NewFilteredPodInformer(client, ns, 0, podIndexers(), func(o *metav1.ListOptions) {
+	s.pods = coreinformers.NewFilteredPodInformer(client, ns, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.LabelSelector, o.FieldSelector = s.filter.labelSelector, s.filter.fieldSelector
 	})
 	if err := s.pods.SetTransform(s.transformPod); err != nil {
 		return fmt.Errorf("set pod transform: %w", err)
 	}
-	onChange := func(any) { s.changedNotify() }
 	if _, err := s.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    onChange,
-		UpdateFunc: func(_, n any) { onChange(n) },
+		AddFunc: func(o any) {
+			if p := asCachedPod(o); p != nil {
+				s.index.add(p)
+				s.changedNotify()
+			}
+		},
+		UpdateFunc: func(o, n any) {
+			if p := asCachedPod(o); p != nil {
+				s.index.remove(p)
+			}
+			if p := asCachedPod(n); p != nil {
+				s.index.add(p)
+				s.changedNotify()
+			}
+		},
+		DeleteFunc: func(o any) {
+			if p := asCachedPod(o); p != nil {
+				s.index.remove(p)
+			}
+		},
 	}); err != nil {
 		return fmt.Errorf("add pod handler: %w", err)
 	}
@@ -309,6 +396,20 @@ func (s *podSet) keep(m map[string]string, from string, annot bool) map[string]s
 	return out
 }
 
+// keepKV is keep as a slice of pairs (a small map costs about 200 bytes).
+func (s *podSet) keepKV(m map[string]string, from string, annot bool) []kv {
+	var out []kv
+	for k, v := range m {
+		for _, r := range s.needs.rules {
+			if r.from == from && r.annot == annot && r.keeps(k) {
+				out = append(out, kv{k, v})
+				break
+			}
+		}
+	}
+	return slices.Clip(out)
+}
+
 // controllerRef keeps only the controlling owner reference, if any.
 func controllerRef(refs []metav1.OwnerReference) []metav1.OwnerReference {
 	for _, r := range refs {
@@ -326,15 +427,15 @@ func (s *podSet) transformPod(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &cachedPod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-			Labels:          s.keep(p.Labels, "pod", false),
-			Annotations:     s.keep(p.Annotations, "pod", true),
-			OwnerReferences: controllerRef(p.OwnerReferences),
-		},
+		Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion,
+		Labels:      s.keepKV(p.Labels, "pod", false),
+		Annotations: s.keepKV(p.Annotations, "pod", true),
 		NodeName:    p.Spec.NodeName,
 		HostNetwork: p.Spec.HostNetwork,
 		Finished:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
+	}
+	if refs := controllerRef(p.OwnerReferences); len(refs) == 1 {
+		out.Owner = cachedOwner{Kind: refs[0].Kind, Name: refs[0].Name, UID: refs[0].UID}
 	}
 	if p.Status.StartTime != nil {
 		out.StartTime = p.Status.StartTime.Time
@@ -349,6 +450,7 @@ func (s *podSet) transformPod(obj any) (any, error) {
 				out.IPs = append(out.IPs, ip.IP)
 			}
 		}
+		out.IPs = slices.Clip(out.IPs)
 	}
 	if s.needs.containers {
 		out.Containers = make([]cachedContainer, len(p.Spec.Containers))
@@ -399,28 +501,28 @@ func (s *podSet) lookup(id podID) *cachedPod {
 	if !s.isBuilt() {
 		return nil
 	}
-	var objs []any
-	switch id.kind {
-	case 'i':
-		objs, _ = s.pods.GetIndexer().ByIndex(indexPodIP, id.value)
-	case 'u':
-		objs, _ = s.pods.GetIndexer().ByIndex(indexPodUID, id.value)
-	case 'n':
-		if o, ok, _ := s.pods.GetStore().GetByKey(id.value); ok {
-			objs = []any{o}
-		}
-	}
 	var best *cachedPod
-	for _, o := range objs {
-		p, ok := o.(*cachedPod)
-		if !ok {
-			continue
+	for _, k := range s.index.keys(id) {
+		o, ok, _ := s.pods.GetStore().GetByKey(k)
+		p := asCachedPod(o)
+		if !ok || p == nil || !p.matches(id) {
+			continue // the index is a moment behind the store
 		}
 		if best == nil || betterPod(p, best) {
 			best = p
 		}
 	}
 	return best
+}
+
+func (p *cachedPod) matches(id podID) bool {
+	switch id.kind {
+	case 'i':
+		return !p.HostNetwork && slices.Contains(p.IPs, id.value)
+	case 'u':
+		return string(p.UID) == id.value
+	}
+	return true
 }
 
 func betterPod(a, b *cachedPod) bool {
@@ -471,7 +573,8 @@ func (s *podSet) enrich(c *k8sCompiled, p *cachedPod, attrs pcommon.Map) {
 	if !p.StartTime.IsZero() {
 		put(attrPodStartTime, p.StartTime.UTC().Format(time.RFC3339))
 	}
-	for _, ref := range p.OwnerReferences {
+	if o := p.Owner; o.Kind != "" {
+		ref := metav1.OwnerReference{Kind: o.Kind, Name: o.Name, UID: o.UID}
 		switch ref.Kind {
 		case "ReplicaSet":
 			put(attrReplicaSetName, ref.Name)
@@ -511,25 +614,29 @@ func (s *podSet) enrich(c *k8sCompiled, p *cachedPod, attrs pcommon.Map) {
 		}
 	}
 	for _, r := range c.needs.rules {
-		var m map[string]string
-		switch {
-		case r.from == "pod" && !r.annot:
-			m = p.Labels
-		case r.from == "pod":
-			m = p.Annotations
-		default:
-			if s.ns == nil {
-				continue
-			}
-			o, ok, _ := s.ns.GetStore().GetByKey(p.Namespace)
-			n, isNS := o.(*corev1.Namespace)
-			if !ok || !isNS {
-				continue
-			}
-			m = n.Labels
+		if r.from == "pod" {
+			pairs := p.Labels
 			if r.annot {
-				m = n.Annotations
+				pairs = p.Annotations
 			}
+			for _, e := range pairs {
+				if r.keeps(e.k) {
+					putIfAbsent(attrs, r.name(e.k), e.v)
+				}
+			}
+			continue
+		}
+		if s.ns == nil {
+			continue
+		}
+		o, ok, _ := s.ns.GetStore().GetByKey(p.Namespace)
+		n, isNS := o.(*corev1.Namespace)
+		if !ok || !isNS {
+			continue
+		}
+		m := n.Labels
+		if r.annot {
+			m = n.Annotations
 		}
 		for k, v := range m {
 			if r.keeps(k) {
