@@ -92,3 +92,48 @@ func BenchmarkReadParse(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIdlePoll measures one poll over 300 pod log files with nothing
+// new: the steady cost of an agent on a quiet node.
+func BenchmarkIdlePoll(b *testing.B) {
+	dir := b.TempDir()
+	for k := range 300 {
+		p := filepath.Join(dir, fmt.Sprintf("ns_pod-%d_0000-%04d", k, k), "app", "0.log")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, fmt.Appendf(nil, "2024-03-01T10:11:12Z stdout F pod %d\n", k), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		// A steady node: the directories changed a while ago.
+		old := time.Now().Add(-time.Minute)
+		for _, d := range []string{filepath.Dir(p), filepath.Dir(filepath.Dir(p))} {
+			if err := os.Chtimes(d, old, old); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	old := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(dir, old, old); err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultFilelogConfig()
+	cfg.Include = []string{filepath.Join(dir, "*", "*", "*.log")}
+	cfg.StartAt = "beginning"
+	cfg.Operators = []OperatorConfig{{Type: "container"}}
+	r, err := NewFilelogReceiver("bench", cfg, func(context.Context, actors.Batch, []actors.KV) error { return nil }, nil, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := newTailer(r)
+	defer t.closeAll()
+	if _, err := t.poll(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := t.poll(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -368,3 +368,44 @@ func TestMetricsShareRegistry(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(otlp.WithLabelValues("filelog/a", "")))
 	require.Equal(t, 1.0, testutil.ToFloat64(again.m.linesRead), "the rebuilt receiver shares the series")
 }
+
+func TestDirCacheGlob(t *testing.T) {
+	dir := t.TempDir()
+	pattern := filepath.Join(dir, "pods", "*", "*", "*.log")
+	mk := func(rel string) {
+		p := filepath.Join(dir, "pods", rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte("x\n"), 0o644))
+	}
+	mk("a_p_1/c/0.log")
+	mk("a_p_1/c/0.log.1")
+	mk("b_q_2/d/1.log")
+	require.NoError(t, os.Symlink(filepath.Join(dir, "pods", "b_q_2"), filepath.Join(dir, "pods", "link")))
+	c := newDirCache()
+	later := time.Now().Add(time.Hour) // every mtime is old enough to trust
+	check := func() {
+		t.Helper()
+		want, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		c.prune()
+		require.Equal(t, want, c.glob(pattern, later, nil))
+	}
+	check()
+	mk("a_p_1/c/1.log") // the directory's mtime changes: listed again
+	check()
+	require.NoError(t, os.Remove(filepath.Join(dir, "pods", "b_q_2", "d", "1.log")))
+	check()
+	mk("c_r_3/e/0.log")
+	check()
+
+	// An unchanged old mtime reuses the listing; a recent one does not.
+	d := filepath.Join(dir, "pods", "a_p_1", "c")
+	old := time.Now().Add(-time.Minute)
+	require.NoError(t, os.Chtimes(d, old, old))
+	before := c.glob(pattern, time.Now(), nil)
+	require.NoError(t, os.WriteFile(filepath.Join(d, "2.log"), nil, 0o644))
+	require.NoError(t, os.Chtimes(d, old, old))
+	require.Equal(t, before, c.glob(pattern, time.Now(), nil), "cached listing reused")
+	require.NoError(t, os.Chtimes(d, time.Now(), time.Now()))
+	require.Contains(t, c.glob(pattern, time.Now(), nil), filepath.Join(d, "2.log"), "recent mtime: listed again")
+}

@@ -2,9 +2,11 @@ package logs
 
 import (
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // matchGlob reports whether name matches pattern: path.Match per element,
@@ -67,4 +69,127 @@ func globFiles(pattern string, out []string) []string {
 		return nil
 	})
 	return out
+}
+
+// dirCache lists directories for globbing, re-reading one only when its
+// modification time changed (or is too recent to trust, as file system
+// timestamps can be coarser than the time between two changes). On a
+// quiet node a poll then costs one stat per directory instead of an
+// open, getdents and close.
+type dirCache struct {
+	dirs map[string]*cachedDir
+	gen  uint64
+}
+
+type cachedDir struct {
+	mtime int64
+	names []string
+	isDir []bool
+	seen  uint64
+}
+
+// trustAfter is how old a directory's mtime must be before its cached
+// listing is reused.
+const trustAfter = 2 * time.Second
+
+func newDirCache() *dirCache { return &dirCache{dirs: map[string]*cachedDir{}} }
+
+func (c *dirCache) list(dir string, now time.Time) *cachedDir {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		delete(c.dirs, dir)
+		return nil
+	}
+	mt := fi.ModTime()
+	if e := c.dirs[dir]; e != nil && e.mtime == mt.UnixNano() && now.Sub(mt) > trustAfter {
+		e.seen = c.gen
+		return e
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		delete(c.dirs, dir)
+		return nil
+	}
+	e := &cachedDir{mtime: mt.UnixNano(), names: make([]string, len(des)), isDir: make([]bool, len(des)), seen: c.gen}
+	for i, de := range des {
+		e.names[i] = de.Name()
+		switch {
+		case de.IsDir():
+			e.isDir[i] = true
+		case de.Type()&fs.ModeSymlink != 0:
+			if st, err := os.Stat(filepath.Join(dir, de.Name())); err == nil && st.IsDir() {
+				e.isDir[i] = true
+			}
+		}
+	}
+	c.dirs[dir] = e
+	return e
+}
+
+func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
+
+// glob appends the paths matching pattern, like filepath.Glob (patterns
+// with "**" are walked by globFiles).
+func (c *dirCache) glob(pattern string, now time.Time, out []string) []string {
+	if strings.Contains(pattern, "**") {
+		return globFiles(pattern, out)
+	}
+	parts := strings.Split(filepath.ToSlash(pattern), "/")
+	i := 0
+	for i < len(parts) && !hasMeta(parts[i]) {
+		i++
+	}
+	if i == len(parts) {
+		return append(out, pattern) // no meta: the file itself (stat decides)
+	}
+	base := strings.Join(parts[:i], "/")
+	switch {
+	case base == "" && strings.HasPrefix(pattern, "/"):
+		base = "/"
+	case base == "":
+		base = "."
+	}
+	cur := []string{filepath.FromSlash(base)}
+	for j, seg := range parts[i:] {
+		last := i+j == len(parts)-1
+		var next []string
+		for _, d := range cur {
+			if !hasMeta(seg) {
+				p := filepath.Join(d, seg)
+				if last {
+					out = append(out, p)
+				} else {
+					next = append(next, p)
+				}
+				continue
+			}
+			e := c.list(d, now)
+			if e == nil {
+				continue
+			}
+			for k, n := range e.names {
+				if ok, _ := path.Match(seg, n); !ok {
+					continue
+				}
+				switch {
+				case last:
+					out = append(out, filepath.Join(d, n))
+				case e.isDir[k]:
+					next = append(next, filepath.Join(d, n))
+				}
+			}
+		}
+		cur = next
+	}
+	return out
+}
+
+// prune forgets directories not listed for a while.
+func (c *dirCache) prune() {
+	c.gen++
+	for d, e := range c.dirs {
+		if c.gen-e.seen > 16 {
+			delete(c.dirs, d)
+		}
+	}
 }

@@ -98,6 +98,7 @@ type tailer struct {
 	buf    []byte
 	fpBuf  []byte
 	paths  []string
+	dirs   *dirCache
 	docker dockerParser
 	cur    *tracked // the file emitJoined writes for
 	logtag string   // set while a CRI line's records are emitted
@@ -135,6 +136,7 @@ func newTailer(r *FilelogReceiver) *tailer {
 		batch:      plog.NewLogs(),
 		batchGen:   1,
 		inodes:     map[inode]*tracked{},
+		dirs:       newDirCache(),
 		scratch:    plog.NewLogRecord(),
 		scratchRes: pcommon.NewMap(),
 	}
@@ -284,8 +286,9 @@ func (t *tailer) newKey(fp []byte) string {
 // discover lists the included, not excluded regular files.
 func (t *tailer) discover() []string {
 	t.paths = t.paths[:0]
+	t.dirs.prune()
 	for _, g := range t.r.cfg.Include {
-		t.paths = globFiles(g, t.paths)
+		t.paths = t.dirs.glob(g, t.nowTime, t.paths)
 	}
 	sort.Strings(t.paths)
 	t.paths = slices.Compact(t.paths)
