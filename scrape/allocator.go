@@ -113,7 +113,9 @@ func (r *PrometheusReceiver) collectors() []string {
 	sh := r.shard.sh
 	var out []string
 	if r.shard.mode == ShardCluster && sh.Members != nil {
-		out = sh.Members()
+		for _, m := range sh.Members() {
+			out = append(out, m.Name)
+		}
 	}
 	if sh.Self != "" && !slices.Contains(out, sh.Self) {
 		out = append(out, sh.Self)

@@ -46,10 +46,12 @@ const (
 	// discoveryUpdateInterval replaces the discovery manager's 5 s updatert:
 	// the most often it publishes a changed target set.
 	discoveryUpdateInterval = time.Second
-	// defaultHandoffDelay is how long a target newly owned by this member
-	// waits before it is scraped, so the previous owner (which learns of the
-	// same membership change a gossip round later) has stopped first.
-	defaultHandoffDelay = time.Second
+	// defaultHandoffDelay is how long after a join's start targets move
+	// to the joiner: long enough that every member has heard of the join
+	// (gossip) and the joiner has its first discovery result, so all
+	// compute the same hand-off instant. The old owner scrapes until then,
+	// so the wait costs no scrape.
+	defaultHandoffDelay = 2 * time.Second
 )
 
 // PrometheusConfig is the `prometheus` receiver's configuration, the
@@ -105,10 +107,14 @@ type Sharding struct {
 	// Self is this member's name, as Owner returns it.
 	Self string
 	// Members lists the live members Owner chooses among (the live
-	// gateways), so GET /jobs/{job}/targets lists idle ones with an empty
-	// target list, as the Target Allocator does. Nil lists only members
-	// that own a target, and Self. Used in cluster mode only.
-	Members func() []string
+	// gateways) with their start times. GET /jobs/{job}/targets lists idle
+	// ones with an empty target list, as the Target Allocator does; a
+	// target whose previous owner is no longer listed (it died or left) is
+	// taken over at once; and the newest start time is the moment every
+	// member counts a join's hand-off from. Nil lists only members that
+	// own a target and Self, and hands off after HandoffDelay counted from
+	// when each member learns of the change. Used in cluster mode only.
+	Members func() []Member
 	// Changed signals a membership change (coalescing); the sharder pulls
 	// Owner again.
 	Changed <-chan struct{}
@@ -118,9 +124,21 @@ type Sharding struct {
 	// name): a target keeps its scrape phase when it moves between them.
 	// Empty keeps Prometheus' default (this host's FQDN).
 	Seed string
-	// HandoffDelay is how long a newly owned target waits before its first
-	// scrape. Zero means 1 s; negative means no wait.
+	// HandoffDelay is how long after a membership change (the newest
+	// member's start, see Members) a target moves between two live
+	// members. The old owner scrapes it until, and the new one from, the
+	// first point half-way between two of its scrapes after that, so the
+	// new owner's first scrape is the slot the old owner would have used.
+	// Zero means 2 s; negative means no wait.
 	HandoffDelay time.Duration
+}
+
+// Member is a live member as sharding sees it.
+type Member struct {
+	Name string
+	// Start is when the member started (its cluster metadata), the same
+	// value on every member.
+	Start time.Time
 }
 
 // PrometheusReceiver scrapes Prometheus targets into pdata metrics.
@@ -199,6 +217,9 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 		return nil, fmt.Errorf("new prometheus receiver %s: %w", id, err)
 	}
 	r.shard = newSharder(mode, shard, r.scfgs, r.metrics, log)
+	if shard.Seed != "" {
+		r.shard.phaseSeed, r.shard.aligned = offsetSeed(shard.Seed, pcfg), true
+	}
 	r.app = newAppendable(consume, r.shard, r.metrics, r.scfgs, maxInterval, log)
 
 	opts := &promscrape.Options{

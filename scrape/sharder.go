@@ -2,6 +2,8 @@ package scrape
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"os"
@@ -50,14 +52,23 @@ type sharder struct {
 	localIPs map[string]bool
 	hostname string
 
-	mu         sync.Mutex
-	scrapeM    *promscrape.Manager
-	groups     map[string][]*targetgroup.Group // last full discovery result
-	targets    map[string][]shardTarget        // per job
-	ownedSince map[string]time.Time            // key → when it became ours
-	active     map[string]bool                 // keys handed to the scrape manager
-	moved      map[string]bool                 // discovered keys another member owns
-	seen       bool                            // a discovery result arrived
+	// aligned: every member derives a target's scrape phase from
+	// phaseSeed (Prometheus' offset seed of the shared Seed), so hand-offs
+	// happen half-way between two scrapes.
+	aligned   bool
+	phaseSeed uint64
+
+	mu        sync.Mutex
+	scrapeM   *promscrape.Manager
+	groups    map[string][]*targetgroup.Group // last full discovery result
+	targets   map[string][]shardTarget        // per job
+	owners    map[string]string               // key → owner at the last update
+	startAt   map[string]time.Time            // ours, not yet scraped: when its scraping starts
+	releaseAt map[string]time.Time            // scraped here, another's now: when its scraping stops
+	active    map[string]bool                 // keys handed to the scrape manager
+	moved     map[string]bool                 // discovered keys another member owns
+	seen      bool                            // a discovery result arrived
+	updated   bool                            // an update with a discovery result ran
 }
 
 func newSharder(mode string, sh Sharding, scfgs map[string]*promconfig.ScrapeConfig, m *metrics, log *slog.Logger) *sharder {
@@ -72,8 +83,8 @@ func newSharder(mode string, sh Sharding, scfgs map[string]*promconfig.ScrapeCon
 		d = 0 // no other member scrapes these targets
 	}
 	return &sharder{mode: mode, sh: sh, delay: d, scfgs: scfgs, metrics: m, log: log, now: time.Now,
-		groups: map[string][]*targetgroup.Group{}, targets: map[string][]shardTarget{},
-		ownedSince: map[string]time.Time{}, active: map[string]bool{}, moved: map[string]bool{}}
+		groups: map[string][]*targetgroup.Group{}, targets: map[string][]shardTarget{}, owners: map[string]string{},
+		startAt: map[string]time.Time{}, releaseAt: map[string]time.Time{}, active: map[string]bool{}, moved: map[string]bool{}}
 }
 
 func (s *sharder) setScrapeManager(m *promscrape.Manager) {
@@ -190,8 +201,15 @@ func (s *sharder) owner(st shardTarget) (string, bool) {
 }
 
 // update computes the target sets for the scrape manager. It returns nil
-// before the first discovery result, and how long until a delayed target
-// is due.
+// before the first discovery result, and how long until a pending start or
+// release is due.
+//
+// A target moving between two live members is scraped by the old owner
+// until, and by the new one from, the same instant: half-way between two
+// of its scrapes (every member knows its phase), HandoffDelay after the
+// newest member's start. So the new owner's first scrape is the slot the
+// old owner would have used. A target whose previous owner is gone (dead
+// or left), or that was just discovered, starts at once.
 func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,11 +217,21 @@ func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 		return nil, 0
 	}
 	now := s.now()
+	live, newest := s.liveMembers()
 	var wait time.Duration
+	due := func(at time.Time) bool {
+		if !now.Before(at) {
+			return true
+		}
+		if w := at.Sub(now); wait == 0 || w < wait {
+			wait = w
+		}
+		return false
+	}
 	out := make(map[string][]*targetgroup.Group, len(s.scfgs))
 	keep := make(map[string]bool, len(s.active))
 	moved := make(map[string]bool)
-	all := make(map[string]bool, len(s.ownedSince))
+	owners := make(map[string]string, len(s.owners))
 	var movedOut = map[string][]*promscrape.Target{}
 	for job := range s.scfgs {
 		out[job] = nil // every job, so removed targets leave the manager
@@ -214,36 +242,52 @@ func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 		}
 		owned := 0
 		for _, st := range s.targets[job] {
-			all[st.key] = true
-			_, mine := s.owner(st)
-			if !mine {
-				delete(s.ownedSince, st.key)
-				moved[st.key] = true
-				if s.active[st.key] {
-					s.metrics.handoffs.WithLabelValues(job, "out").Inc()
-					movedOut[job] = append(movedOut[job], promscrape.NewTarget(st.lset, s.scfgs[job], st.tLabels, st.tgLabels))
-				}
-				continue
-			}
-			since, ok := s.ownedSince[st.key]
-			if !ok {
-				since = now
-				s.ownedSince[st.key] = now
-				if s.moved[st.key] {
-					// another member scraped it until now
-					s.metrics.handoffs.WithLabelValues(job, "in").Inc()
-				}
-			}
-			if !s.active[st.key] {
-				if due := since.Add(s.delay); now.Before(due) {
-					if w := due.Sub(now); wait == 0 || w < wait {
-						wait = w
+			owner, mine := s.owner(st)
+			prev, known := s.owners[st.key]
+			owners[st.key] = owner
+			if mine {
+				delete(s.releaseAt, st.key)
+				if !s.active[st.key] {
+					at, ok := s.startAt[st.key]
+					if !ok {
+						switch {
+						case s.updated && !known, known && prev != "" && live != nil && !live[prev]:
+							at = now // new target, or its owner died or left: nobody scrapes it
+						default:
+							at = s.handoffAt(st, now, newest)
+						}
+						s.startAt[st.key] = at
+						if s.moved[st.key] {
+							// another member scraped it until now
+							s.metrics.handoffs.WithLabelValues(job, "in").Inc()
+						}
 					}
+					if !due(at) {
+						continue
+					}
+					delete(s.startAt, st.key)
+				}
+				owned++
+			} else {
+				delete(s.startAt, st.key)
+				moved[st.key] = true
+				if !s.active[st.key] {
 					continue
 				}
+				at, ok := s.releaseAt[st.key]
+				if !ok {
+					at = s.handoffAt(st, now, newest)
+					s.releaseAt[st.key] = at
+				}
+				if due(at) {
+					delete(s.releaseAt, st.key)
+					s.metrics.handoffs.WithLabelValues(job, "out").Inc()
+					movedOut[job] = append(movedOut[job], promscrape.NewTarget(st.lset, s.scfgs[job], st.tLabels, st.tgLabels))
+					continue
+				}
+				// still scraped here until the hand-off point
 			}
 			keep[st.key] = true
-			owned++
 			g := sub[st.group]
 			if g == nil {
 				src := groups[st.group]
@@ -260,10 +304,15 @@ func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 		s.metrics.discovered.WithLabelValues(job).Set(float64(len(s.targets[job])))
 		s.metrics.owned.WithLabelValues(job).Set(float64(owned))
 	}
-	// Forget ownership starts of targets no longer discovered.
-	for k := range s.ownedSince {
-		if !all[k] {
-			delete(s.ownedSince, k)
+	// Forget pending starts and releases of targets no longer discovered.
+	for k := range s.startAt {
+		if _, ok := owners[k]; !ok {
+			delete(s.startAt, k)
+		}
+	}
+	for k := range s.releaseAt {
+		if _, ok := owners[k]; !ok {
+			delete(s.releaseAt, k)
 		}
 	}
 	// A target that moved to another member is not gone: tell its scrape
@@ -276,7 +325,67 @@ func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 	}
 	s.active = keep
 	s.moved = moved
+	s.owners = owners
+	s.updated = true
 	return out, wait
+}
+
+// liveMembers returns the live members' names and the newest start time;
+// nil when Sharding.Members is not set.
+func (s *sharder) liveMembers() (map[string]bool, time.Time) {
+	if s.mode != ShardCluster || s.sh.Members == nil {
+		return nil, time.Time{}
+	}
+	var newest time.Time
+	ms := s.sh.Members()
+	live := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		live[m.Name] = true
+		if m.Start.After(newest) {
+			newest = m.Start
+		}
+	}
+	return live, newest
+}
+
+// handoffAt is when a target moves between members: the first point
+// half-way between two of its scrapes at or after HandoffDelay past the
+// newest member's start (past now when that is unknown or gone by). Every
+// member computes the same instant for the same change.
+func (s *sharder) handoffAt(st shardTarget, now, newest time.Time) time.Time {
+	from := now.Add(s.delay)
+	if !newest.IsZero() {
+		from = newest.Add(s.delay)
+		if from.Before(now) {
+			from = now
+		}
+	}
+	if !s.aligned {
+		return from
+	}
+	iv := int64(s.scfgs[st.job].ScrapeInterval)
+	if iv <= 0 {
+		return from
+	}
+	mid := int64(s.phase(st)) + iv/2 // scrapes at phase + k·iv; hand off between them
+	x := from.UnixNano() - mid
+	k := x / iv
+	if x > k*iv {
+		k++
+	}
+	return time.Unix(0, k*iv+mid)
+}
+
+// phase is the offset into the scrape interval (from the Unix epoch) at
+// which Prometheus scrapes the target: (hash(target) ^ seed) % interval,
+// as Target.offset in Prometheus v0.316.0 scrape/target.go computes it
+// (TestHandoffPhaseMatchesScrapes checks it against real scrapes).
+func (s *sharder) phase(st shardTarget) time.Duration {
+	t := promscrape.NewTarget(st.lset, s.scfgs[st.job], st.tLabels, st.tgLabels)
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%016d", st.lset.Hash())
+	h.Write([]byte(t.URL().String()))
+	return time.Duration((h.Sum64() ^ s.phaseSeed) % uint64(s.scfgs[st.job].ScrapeInterval))
 }
 
 // handedOff reports that the target with this key is still discovered but

@@ -54,10 +54,14 @@ func (m *members) sharding(self string) Sharding {
 	return Sharding{Mode: ShardCluster, Owner: m.owner, Members: m.list, Self: self, Changed: ch, Seed: "test-cluster", HandoffDelay: 200 * time.Millisecond}
 }
 
-func (m *members) list() []string {
+func (m *members) list() []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.names)
+	out := make([]Member, 0, len(m.names))
+	for _, n := range m.names {
+		out = append(out, Member{Name: n})
+	}
+	return out
 }
 
 func (m *members) set(names ...string) {
@@ -252,8 +256,15 @@ func TestSharderUnit(t *testing.T) {
 	require.Equal(t, 3, countTargets(out["j"]))
 	require.Equal(t, float64(3-mine), gatherMetric(m.handoffs.WithLabelValues("j", "in")))
 
-	// b is back and a lost some: they leave at once and are "handed off".
+	// b is back and a lost some: a scrapes them until the hand-off delay
+	// has passed (b starts then), and they are "handed off".
 	mem.set("a", "b")
+	out, wait = sh.update()
+	require.Equal(t, 3, countTargets(out["j"]), "kept until the hand-off point")
+	if mine < 3 {
+		require.Equal(t, time.Second, wait)
+	}
+	now = now.Add(time.Second)
 	out, _ = sh.update()
 	require.Equal(t, mine, countTargets(out["j"]))
 	for addr, o := range keys {
@@ -401,4 +412,145 @@ func TestDiscoveryDropsRemovedJobsTargets(t *testing.T) {
 	require.Equal(t, []string{"a", "b"}, keys)
 	require.Equal(t, 1, countTargets(out["a"]))
 	require.Zero(t, countTargets(out["b"]))
+}
+
+func TestHandoffPhaseMatchesScrapes(t *testing.T) {
+	// The sharder's idea of a target's phase is where Prometheus really
+	// scrapes it: hand-off points half-way between scrapes depend on it.
+	const iv = 500 * time.Millisecond
+	var mu sync.Mutex
+	var arrivals []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		mu.Unlock()
+		_, _ = w.Write([]byte("x 1\n"))
+	}))
+	t.Cleanup(srv.Close)
+	r, _ := runReceiver(t, staticJob("phase", iv.String(), hostOf(srv)), Sharding{Seed: "cluster-x"}, &collector{})
+	require.True(t, r.shard.aligned)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(arrivals) >= 4
+	}, 10*time.Second, 20*time.Millisecond)
+	r.shard.mu.Lock()
+	st := r.shard.targets["phase"][0]
+	r.shard.mu.Unlock()
+	want := r.shard.phase(st)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range arrivals[1:] {
+		d := absDur(time.Duration(a.UnixNano()%int64(iv)) - want)
+		d = min(d, iv-d)
+		require.Less(t, d, 50*time.Millisecond, "scrape at phase %s, computed %s", time.Duration(a.UnixNano()%int64(iv)), want)
+	}
+	// The hand-off point lies half-way between two scrapes, at or after
+	// the delay.
+	now := time.Now()
+	at := r.shard.handoffAt(st, now, time.Time{})
+	require.False(t, at.Before(now.Add(r.shard.delay)))
+	require.Less(t, at.Sub(now.Add(r.shard.delay)), iv)
+	require.Equal(t, int64((want+iv/2)%iv), at.UnixNano()%int64(iv))
+}
+
+func TestSharderHandoffTiming(t *testing.T) {
+	// Two members see a join at different moments; both move each target
+	// at the same instant, half-way between two scrapes, counted from the
+	// joiner's start. A target of a member that died is taken at once.
+	pc, err := PrometheusConfig{Config: promNode(t, staticJob("j", "2s", "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80", "10.0.0.5:80", "10.0.0.6:80"))}.load(nil)
+	require.NoError(t, err)
+	scs, err := pc.GetScrapeConfigs()
+	require.NoError(t, err)
+	scfgs := map[string]*promconfig.ScrapeConfig{"j": scs[0]}
+	groups := map[string][]*targetgroup.Group{"j": {{Source: "0", Targets: []model.LabelSet{
+		{model.AddressLabel: "10.0.0.1:80"}, {model.AddressLabel: "10.0.0.2:80"}, {model.AddressLabel: "10.0.0.3:80"},
+		{model.AddressLabel: "10.0.0.4:80"}, {model.AddressLabel: "10.0.0.5:80"}, {model.AddressLabel: "10.0.0.6:80"},
+	}}}}
+	mem := &members{}
+	mem.set("a")
+	var starts sync.Map // name → start
+	start := time.Unix(1000, 0)
+	starts.Store("a", start)
+	list := func() []Member {
+		var out []Member
+		for _, m := range mem.list() {
+			st, _ := starts.Load(m.Name)
+			out = append(out, Member{Name: m.Name, Start: st.(time.Time)})
+		}
+		return out
+	}
+	newAt := func(self string, now *time.Time) *sharder {
+		m, err := newMetrics(prometheus.NewRegistry())
+		require.NoError(t, err)
+		sh := newSharder(ShardCluster, Sharding{Owner: mem.owner, Members: list, Self: self, HandoffDelay: 2 * time.Second}, scfgs, m, nil)
+		sh.aligned, sh.phaseSeed = true, offsetSeed("c", pc)
+		sh.now = func() time.Time { return *now }
+		sh.setDiscovered(groups)
+		return sh
+	}
+	nowA := start.Add(5 * time.Second)
+	a := newAt("a", &nowA)
+	out, wait := a.update()
+	require.Zero(t, countTargets(out["j"]), "a's first targets wait for the hand-off point")
+	nowA = nowA.Add(wait)
+	for range 6 {
+		out, wait = a.update()
+		if wait == 0 {
+			break
+		}
+		nowA = nowA.Add(wait)
+	}
+	require.Equal(t, 6, countTargets(out["j"]))
+
+	// b starts; a learns of it 300 ms later, b itself 800 ms later.
+	bStart := nowA.Add(10 * time.Second)
+	starts.Store("b", bStart)
+	mem.set("a", "b")
+	nowA = bStart.Add(300 * time.Millisecond)
+	nowB := bStart.Add(800 * time.Millisecond)
+	b := newAt("b", &nowB)
+	released := map[string]time.Time{}
+	started := map[string]time.Time{}
+	for range 20 {
+		_, wa := a.update()
+		_, wb := b.update()
+		a.mu.Lock()
+		for k := range a.owners {
+			if o := a.owners[k]; o == "b" && !a.active[k] {
+				if _, ok := released[k]; !ok {
+					released[k] = nowA
+				}
+			}
+		}
+		a.mu.Unlock()
+		b.mu.Lock()
+		for k := range b.active {
+			if _, ok := started[k]; !ok {
+				started[k] = nowB
+			}
+		}
+		b.mu.Unlock()
+		if wa == 0 && wb == 0 {
+			break
+		}
+		if wa > 0 {
+			nowA = nowA.Add(wa)
+		}
+		if wb > 0 {
+			nowB = nowB.Add(wb)
+		}
+	}
+	require.NotEmpty(t, started, "b owns some of the six targets")
+	require.Equal(t, started, released, "a stops each target at the instant b starts it")
+	for k, at := range started {
+		require.False(t, at.Before(bStart.Add(2*time.Second)), k)
+		require.Less(t, at.Sub(bStart.Add(2*time.Second)), 2*time.Second, k)
+	}
+
+	// b dies: a takes its targets at once, no hand-off point to wait for.
+	mem.set("a")
+	out, wait = a.update()
+	require.Equal(t, 6, countTargets(out["j"]))
+	require.Zero(t, wait)
 }
