@@ -31,7 +31,9 @@
 //	filelog/<id>/f/<16 hex>   version, offset, fingerprint, first path
 //	filelog/<id>/index        the 16-hex ids of every tracked file
 //
-// The index is rewritten only when the set of files changes. An offset
+// The index is rewritten only when the set of files changes; such a change
+// is committed at the end of the poll even without records (a batch of
+// zero records carrying only checkpoints). An offset
 // never points into a record not yet complete (a partial container line
 // waiting for its end, a multiline record): after a crash such a record
 // is read again whole. In memory an offset advances only once consume
@@ -42,5 +44,8 @@
 //
 // start_at applies only on the receiver's very first start (no index
 // stored yet); files found later, or after a restart, are read from their
-// beginning, so lines written while obs was down are not skipped.
+// beginning, so lines written while obs was down are not skipped. Files
+// that stop matching and are fully read are forgotten (their checkpoints
+// deleted) after a few polls; bytes of a file truncated before they were
+// read, with no copy found, are counted in obs_logs_lost_bytes_total.
 package logs

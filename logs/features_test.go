@@ -409,3 +409,23 @@ func TestDirCacheGlob(t *testing.T) {
 	require.NoError(t, os.Chtimes(d, time.Now(), time.Now()))
 	require.Contains(t, c.glob(pattern, time.Now(), nil), filepath.Join(d, "2.log"), "recent mtime: listed again")
 }
+
+func TestStartAtEndHoldsBeforeAnyLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "a.log")
+		appendFile(t, p, numbered("old", 0, 5)...)
+		cfg := testConfig(filepath.Join(dir, "*.log"))
+		cfg.StartAt = "end"
+		s := newSink()
+		run := start(t, cfg, s)
+		time.Sleep(time.Second)
+		run.stop() // no line arrived: only the checkpoints were committed
+		require.Empty(t, s.records())
+		require.Equal(t, 1, s.batches)
+		appendFile(t, p, numbered("while-down", 0, 3)...)
+		s2 := &sink{kv: s.kv}
+		start(t, cfg, s2)
+		waitBodies(t, s2, numbered("while-down", 0, 3))
+	})
+}

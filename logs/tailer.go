@@ -717,10 +717,12 @@ func (t *tailer) full() bool {
 }
 
 // flush hands the batch, with the checkpoints of every file it read from,
-// to consume. Offsets advance only when consume returned nil.
+// to consume. Offsets advance only when consume returned nil. When the set
+// of files changed (a new file, a forgotten one) the checkpoints go even
+// without records, so start_at: end offsets hold across an early crash.
 func (t *tailer) flush(ctx context.Context) error {
 	r := t.r
-	if t.batchN == 0 {
+	if t.batchN == 0 && !t.indexDirty {
 		if t.drops > 0 {
 			t.resetBatch()
 		}
