@@ -84,7 +84,8 @@ type MultilineConfig struct {
 
 // OperatorConfig is one operator. Type selects which other keys apply:
 //
-//	container:    format (auto|docker|crio|containerd), add_metadata_from_filepath (default true), max_log_size
+//	container:    format (auto|docker|crio|containerd), add_metadata_from_filepath (default true),
+//	              max_log_size of a joined record (0: the receiver's max_log_size)
 //	json_parser:  parse_from (default body), parse_to (default attributes), timestamp
 //	regex_parser: regex (named groups), parse_from, parse_to, timestamp
 //	move:         from, to
