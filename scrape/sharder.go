@@ -251,8 +251,11 @@ func (s *sharder) update() (map[string][]*targetgroup.Group, time.Duration) {
 					at, ok := s.startAt[st.key]
 					if !ok {
 						switch {
-						case s.updated && !known, known && prev != "" && live != nil && !live[prev]:
-							at = now // new target, or its owner died or left: nobody scrapes it
+						case s.updated && !known && !now.Before(newest.Add(s.delay)),
+							known && prev != "" && live != nil && !live[prev]:
+							// a new target while no join is in progress, or
+							// its owner died or left: nobody scrapes it
+							at = now
 						default:
 							at = s.handoffAt(st, now, newest)
 						}

@@ -548,9 +548,22 @@ func TestSharderHandoffTiming(t *testing.T) {
 		require.Less(t, at.Sub(bStart.Add(2*time.Second)), 2*time.Second, k)
 	}
 
+	// A target discovered after the join settled starts at once on its
+	// owner: no other member scrapes it.
+	more := map[string][]*targetgroup.Group{"j": {{Source: "0", Targets: append(slices.Clone(groups["j"][0].Targets),
+		model.LabelSet{model.AddressLabel: "10.0.0.7:80"}, model.LabelSet{model.AddressLabel: "10.0.0.8:80"},
+		model.LabelSet{model.AddressLabel: "10.0.0.9:80"}, model.LabelSet{model.AddressLabel: "10.0.0.10:80"})}}}
+	a.setDiscovered(more)
+	b.setDiscovered(more)
+	outA, wa := a.update()
+	outB, wb := b.update()
+	require.Zero(t, wa)
+	require.Zero(t, wb)
+	require.Equal(t, 10, countTargets(outA["j"])+countTargets(outB["j"]))
+
 	// b dies: a takes its targets at once, no hand-off point to wait for.
 	mem.set("a")
 	out, wait = a.update()
-	require.Equal(t, 6, countTargets(out["j"]))
+	require.Equal(t, 10, countTargets(out["j"]))
 	require.Zero(t, wait)
 }
