@@ -294,7 +294,10 @@ func TestShardedScrapeHandOff(t *testing.T) {
 	}
 
 	// 2. Steady state: 20 intervals untouched.
-	steadyFrom := time.Now().Add(2 * interval) // initial hand-offs (gw-1 alone first) settle
+	// The first scrapes come a hand-off delay after the newest start, at
+	// the next point half-way between scrapes; the steady window begins
+	// after that.
+	steadyFrom := time.Now().Add(handoffDelay + 2*interval)
 	time.Sleep(time.Until(steadyFrom.Add(steadyIntervals * interval)))
 
 	// 3. kill -9 one gateway.
