@@ -9,6 +9,7 @@ import (
 	"github.com/obs-dev/obs/config"
 	"github.com/obs-dev/obs/enrich"
 	"github.com/obs-dev/obs/export"
+	"github.com/obs-dev/obs/logs"
 	"github.com/obs-dev/obs/scrape"
 )
 
@@ -67,7 +68,8 @@ func components() map[kind]map[string]componentType {
 				(*export.OTLPReceiverConfig).Validate)},
 			"prometheus": {signals: []actors.Signal{actors.SignalMetrics}, decode: decodeAs(scrape.DefaultPrometheusConfig,
 				func(c *scrape.PrometheusConfig) error { return c.Validate() })},
-			"filelog":      notYet("logs", actors.SignalLogs),
+			"filelog": {signals: []actors.Signal{actors.SignalLogs}, decode: decodeAs(logs.DefaultFilelogConfig,
+				(*logs.FilelogConfig).Validate)},
 			"hostmetrics":  notYet("node metrics", actors.SignalMetrics),
 			"kubeletstats": notYet("node metrics", actors.SignalMetrics),
 			"k8s_events":   notYet("kubernetes", actors.SignalLogs),

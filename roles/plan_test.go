@@ -63,8 +63,8 @@ func TestPlanErrors(t *testing.T) {
 		},
 		{
 			name: "not implemented yet",
-			body: "receivers:\n  filelog:\n    include: [/var/log/*.log]\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    logs:\n      receivers: [filelog]\n      exporters: [debug]\n",
-			want: []string{":2: receivers.filelog: receiver type \"filelog\" is not implemented yet"},
+			body: "receivers:\n  kubeletstats:\n    endpoint: x\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    metrics:\n      receivers: [kubeletstats]\n      exporters: [debug]\n",
+			want: []string{":2: receivers.kubeletstats: receiver type \"kubeletstats\" is not implemented yet"},
 		},
 		{
 			name: "bad setting of a known type",

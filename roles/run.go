@@ -21,6 +21,7 @@ import (
 	"github.com/obs-dev/obs/config"
 	"github.com/obs-dev/obs/enrich"
 	"github.com/obs-dev/obs/export"
+	"github.com/obs-dev/obs/logs"
 	"github.com/obs-dev/obs/scrape"
 	"github.com/obs-dev/obs/wal"
 )
@@ -513,6 +514,9 @@ func (rt *runtime) newReceiver(id config.ID, settings any, consume map[actors.Si
 		}
 		rt.scrapers = append(rt.scrapers, r)
 		return r, nil
+	case logs.FilelogConfig:
+		return logs.NewFilelogReceiver(id.String(), cfg, consume[actors.SignalLogs], rt.db.Get,
+			rt.log.With("component", "receivers."+id.String()), rt.reg)
 	}
 	return nil, fmt.Errorf("BUG: receiver %s has no constructor (%T)", id, settings)
 }
