@@ -3,6 +3,11 @@ package logs
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -284,6 +289,35 @@ func (c *fakeCluster) count(name string) int {
 	return c.records[name]
 }
 
+func (c *fakeCluster) leaderIs(m string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader == m
+}
+
+// compactEtcd compacts the API server's etcd at rev through its JSON
+// gateway (the address is in the harness's env file), so that watches
+// from an older resourceVersion get 410 Gone.
+func compactEtcd(t *testing.T, dir, rev string) {
+	t.Helper()
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	require.NoError(t, err)
+	etcd := ""
+	for _, line := range strings.Split(string(env), "\n") {
+		if v, ok := strings.CutPrefix(line, "ETCD="); ok {
+			etcd = strings.TrimSpace(v)
+		}
+	}
+	require.NotEmpty(t, etcd, "ETCD in %s/env", dir)
+	body := fmt.Sprintf(`{"revision":%q,"physical":true}`, rev)
+	rsp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}).
+		Post(etcd+"/v3/kv/compaction", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	b, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	require.Equal(t, http.StatusOK, rsp.StatusCode, "compact etcd: %s", b)
+}
+
 func (c *fakeCluster) get(key string) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -438,6 +472,14 @@ func TestK8sEventsAPIServer(t *testing.T) {
 		}
 		// a dies after a commit whose gossip is lost: the gossiped point
 		// lags its WAL. b takes over and must wait for a's restart.
+		waitFor(t, "a publishes a commit", 10*time.Second, func() bool {
+			st, ok := fc.get("k8s_events/k8s_events/ns/" + ns)
+			if !ok {
+				return false
+			}
+			p, err := decodeResumePoint(st)
+			return err == nil && p.Seq > 0 && fc.leaderIs("a")
+		})
 		before := fc.batches("a")
 		fc.mu.Lock()
 		fc.deaf["a"] = true
@@ -486,9 +528,10 @@ func TestK8sEventsAPIServer(t *testing.T) {
 			require.NoError(t, err)
 			evs = append(evs, ev)
 		}
+		compactEtcd(t, kc.Dir, evs[len(evs)-1].ResourceVersion)
 		fc := newFakeCluster()
-		// A released point far in the past, naming the first three events
-		// as sent: watching from it gets 410 Gone.
+		// A released point before etcd's compaction, naming the first
+		// three events as sent: watching from it gets 410 Gone.
 		p := resumePoint{Seq: 4, Holder: 77, Released: true, RV: "1"}
 		for _, ev := range evs[:3] {
 			p.Sent = append(p.Sent, eventID{UID: string(ev.UID), RV: ev.ResourceVersion})
