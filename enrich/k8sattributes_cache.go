@@ -87,7 +87,8 @@ func (c *K8sCache) register(f k8sFilter, n k8sNeeds) (*podSet, error) {
 }
 
 // Run starts the informers and returns once ctx is done and they all
-// stopped. It returns an error only if it was run twice.
+// stopped. It returns an error only if it was run twice or an informer
+// could not be set up.
 func (c *K8sCache) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.started {
@@ -101,11 +102,14 @@ func (c *K8sCache) Run(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	for _, s := range sets {
 		if err := s.build(c.client); err != nil {
+			cancel()
 			wg.Wait()
-			return err
+			return fmt.Errorf("run kubernetes cache: %w", err)
 		}
 		close(s.built)
 		for _, inf := range s.informers() {
@@ -414,7 +418,9 @@ func (s *podSet) keepKV(m map[string]string, from string, annot bool) []kv {
 func controllerRef(refs []metav1.OwnerReference) []metav1.OwnerReference {
 	for _, r := range refs {
 		if r.Controller != nil && *r.Controller {
-			return []metav1.OwnerReference{{Kind: r.Kind, Name: r.Name, UID: r.UID}}
+			// Controller stays set: client-go may run a transform again on
+			// an object it already transformed, which must change nothing
+			return []metav1.OwnerReference{{Kind: r.Kind, Name: r.Name, UID: r.UID, Controller: r.Controller}}
 		}
 	}
 	return nil

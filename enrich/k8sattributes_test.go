@@ -486,3 +486,30 @@ func fullPod(i int) *corev1.Pod {
 		},
 	}
 }
+
+// client-go may run a transform on an object it already transformed.
+func TestK8sTransformsIdempotent(t *testing.T) {
+	set := &podSet{needs: fullNeeds(t)}
+	yes := true
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "ns", UID: "u1",
+		Labels:          map[string]string{"a": "b"},
+		OwnerReferences: []metav1.OwnerReference{{Kind: "Deployment", Name: "web", UID: "u0", Controller: &yes}, {Kind: "Other", Name: "x"}}}}
+	once, err := transformReplicaSet(rs)
+	require.NoError(t, err)
+	twice, err := transformReplicaSet(once)
+	require.NoError(t, err)
+	require.Equal(t, once, twice)
+	require.Len(t, twice.(*appsv1.ReplicaSet).OwnerReferences, 1)
+	require.Nil(t, twice.(*appsv1.ReplicaSet).Labels)
+
+	pod, err := set.transformPod(fullPod(7))
+	require.NoError(t, err)
+	again, err := set.transformPod(pod)
+	require.NoError(t, err)
+	require.Same(t, pod, again)
+	p := pod.(*cachedPod)
+	require.Equal(t, cachedOwner{Kind: "ReplicaSet", Name: "web-7d9f8c6b5", UID: "a0b1c2d3-0000-4000-8000-000000000001"}, p.Owner)
+	require.ElementsMatch(t, []kv{{"app", "shop"}, {"tier", "web"}}, p.Labels)
+	require.Equal(t, []kv{{"obs.dev/team", "payments"}}, p.Annotations)
+	require.Equal(t, []cachedContainer{{"web", "registry.local:5000/shop/web:v1.2.3"}}, p.Containers)
+}
