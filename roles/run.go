@@ -296,6 +296,18 @@ func (rt *runtime) sharding() scrape.Sharding {
 	sh.Self = rt.node.Name()
 	sh.Owner = func(key string) (string, bool) { return rt.node.Owner(key, cluster.RoleGateway) }
 	sh.Changed = rt.node.Changed()
+	// The live gateways, with their start times: the Target Allocator API
+	// lists idle ones too, and a joining gateway's start time sets the
+	// instant its targets change hands.
+	sh.Members = func() []scrape.Member {
+		var out []scrape.Member
+		for _, m := range rt.node.Members() {
+			if m.State == cluster.StateAlive && (m.Meta.Role == cluster.RoleGateway || m.Meta.Role == cluster.RoleAll) {
+				out = append(out, scrape.Member{Name: m.Name, Start: m.Meta.Start})
+			}
+		}
+		return out
+	}
 	sh.Mode = "cluster"
 	if rt.opts.Role == Agent {
 		sh.Mode = "node"
