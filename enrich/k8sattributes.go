@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/obs-dev/obs/actors"
@@ -421,6 +422,8 @@ type K8sAttributes struct {
 	log     *slog.Logger
 	metrics *k8sAttrMetrics
 
+	syncWaited atomic.Bool // wait_for_metadata timed out once
+
 	mu     sync.Mutex
 	missed map[string]time.Time // identifiers waited for in vain
 }
@@ -493,11 +496,15 @@ func (k *K8sAttributes) Process(ctx context.Context, b actors.Batch) error {
 		}
 		return nil
 	}
-	if k.cfg.WaitForMetadata && !k.set.hasSynced() {
+	if k.cfg.WaitForMetadata && !k.set.hasSynced() && !k.syncWaited.Load() {
+		// wait once: an unreachable API server must not hold every batch
 		t := time.NewTimer(k.cfg.WaitForMetadataTimeout)
 		select {
 		case <-k.set.synced:
 		case <-t.C:
+			k.syncWaited.Store(true)
+			k.log.Warn("kubernetes cache not synced in time; batches pass without waiting for it",
+				"wait_for_metadata_timeout", k.cfg.WaitForMetadataTimeout)
 		case <-ctx.Done():
 		}
 		t.Stop()

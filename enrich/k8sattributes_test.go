@@ -18,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
@@ -512,4 +514,77 @@ func TestK8sTransformsIdempotent(t *testing.T) {
 	require.ElementsMatch(t, []kv{{"app", "shop"}, {"tier", "web"}}, p.Labels)
 	require.Equal(t, []kv{{"obs.dev/team", "payments"}}, p.Annotations)
 	require.Equal(t, []cachedContainer{{"web", "registry.local:5000/shop/web:v1.2.3"}}, p.Containers)
+}
+
+func TestK8sAttributesFilterDeleteAndReuse(t *testing.T) {
+	c := apiServer(t)
+	ns := c.Namespace(t, "filter", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mk := func(name, node, ip string, labels map[string]string) *corev1.Pod {
+		p, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		p, err = c.SetPodRunning(ctx, ns, name, ip, time.Now())
+		require.NoError(t, err)
+		return p
+	}
+	mk("mine", "node-a", "10.43.0.1", map[string]string{"team": "obs"})
+	mk("other-node", "node-b", "10.43.0.2", map[string]string{"team": "obs"})
+	mk("other-team", "node-a", "10.43.0.3", map[string]string{"team": "web"})
+
+	kc, err := NewK8sCache(c.Client, nil, nil)
+	require.NoError(t, err)
+	cfg := DefaultK8sAttributesConfig()
+	cfg.Extract.Metadata = []string{"k8s.pod.name", "k8s.node.name"}
+	cfg.Filter = K8sFilterConfig{NodeFromEnvVar: "NODE", Namespace: ns, Labels: []K8sFieldFilter{{Key: "team", Value: "obs"}}}
+	cfg.PodAssociation = []K8sPodAssociation{
+		{Sources: []K8sAssociationSource{{From: "resource_attribute", Name: "k8s.pod.name"}, {From: "resource_attribute", Name: "k8s.namespace.name"}}},
+		{Sources: []K8sAssociationSource{{From: "resource_attribute", Name: "host.ip"}}},
+	}
+	cfg.WaitForMetadata, cfg.PodWaitTimeout = true, 0
+	k, err := newK8sAttributes("k8sattributes", cfg, kc, nil, func(string) string { return "node-a" }, nil, nil)
+	require.NoError(t, err)
+	runCache(t, kc)
+
+	b := logsWith(
+		map[string]string{"host.ip": "10.43.0.1"},
+		map[string]string{"host.ip": "10.43.0.2"},
+		map[string]string{"host.ip": "10.43.0.3"},
+		map[string]string{"k8s.pod.name": "mine", "k8s.namespace.name": ns},
+	)
+	require.NoError(t, k.Process(ctx, b))
+	require.Equal(t, map[string]any{"host.ip": "10.43.0.1", "k8s.pod.name": "mine", "k8s.node.name": "node-a"}, resAttrs(b, 0))
+	require.Equal(t, map[string]any{"host.ip": "10.43.0.2"}, resAttrs(b, 1), "pod on another node is filtered out")
+	require.Equal(t, map[string]any{"host.ip": "10.43.0.3"}, resAttrs(b, 2), "pod with another label is filtered out")
+	require.Equal(t, map[string]any{"k8s.pod.name": "mine", "k8s.namespace.name": ns, "k8s.node.name": "node-a"}, resAttrs(b, 3), "found by namespace and name")
+
+	// the pod goes away and a new one gets its IP: the cache follows
+	require.NoError(t, c.DeletePod(ctx, ns, "mine"))
+	require.Eventually(t, func() bool { return k.set.lookup(podID{kind: 'i', value: "10.43.0.1"}) == nil }, 10*time.Second, 10*time.Millisecond)
+	mk("successor", "node-a", "10.43.0.1", map[string]string{"team": "obs"})
+	require.Eventually(t, func() bool {
+		p := k.set.lookup(podID{kind: 'i', value: "10.43.0.1"})
+		return p != nil && p.Name == "successor"
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestK8sAttributesWaitsForSyncOnce(t *testing.T) {
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
+	require.NoError(t, err)
+	kc, err := NewK8sCache(client, nil, nil) // never run: never syncs
+	require.NoError(t, err)
+	cfg := DefaultK8sAttributesConfig()
+	cfg.WaitForMetadata, cfg.WaitForMetadataTimeout, cfg.PodWaitTimeout = true, 200*time.Millisecond, 0
+	k, err := NewK8sAttributes("k8sattributes", cfg, kc, nil, nil, nil)
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, k.Process(context.Background(), logsWith(map[string]string{"k8s.pod.ip": "10.0.0.1"})))
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+	start = time.Now()
+	require.NoError(t, k.Process(context.Background(), logsWith(map[string]string{"k8s.pod.ip": "10.0.0.1"})))
+	require.Less(t, time.Since(start), 100*time.Millisecond, "the second batch does not wait again")
+	require.Equal(t, 2.0, testutil.ToFloat64(k.metrics.unenriched.WithLabelValues("not_found")))
 }
