@@ -155,7 +155,7 @@ func TestResourceDetectionK8sNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	node, err := c.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "node-rd-1"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "node-rd-"}, // the cluster is shared by the package's tests
 		Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -165,9 +165,9 @@ func TestResourceDetectionK8sNode(t *testing.T) {
 	cfg.K8sNode.NodeFromEnvVar = "MY_NODE"
 	d, err := NewResourceDetection("resourcedetection", cfg, c.Client, nil, nil)
 	require.NoError(t, err)
-	d.getenv = func(k string) string { return map[string]string{"MY_NODE": "node-rd-1"}[k] }
+	d.getenv = func(k string) string { return map[string]string{"MY_NODE": node.Name}[k] }
 	require.NoError(t, d.Detect(ctx))
-	require.Equal(t, map[string]any{"k8s.node.name": "node-rd-1", "k8s.node.uid": string(node.UID)}, d.Attributes())
+	require.Equal(t, map[string]any{"k8s.node.name": node.Name, "k8s.node.uid": string(node.UID)}, d.Attributes())
 
 	d2, err := NewResourceDetection("resourcedetection", cfg, c.Client, nil, nil)
 	require.NoError(t, err)
