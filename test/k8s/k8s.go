@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -180,6 +181,36 @@ func (c *Cluster) Namespace(t testing.TB, prefix string, labels map[string]strin
 		t.Fatalf("k8s: create service account %s/default: %v", ns.Name, err)
 	}
 	return ns.Name
+}
+
+// ServiceAccountClient creates ServiceAccount ns/name (if missing), gets
+// a token for it (TokenRequest, 1 h) and returns a client that
+// authenticates with that token only: what a pod running as it would
+// have. Grant it roles first or after; RBAC is checked per request.
+func (c *Cluster) ServiceAccountClient(t testing.TB, ns, name string) (*kubernetes.Clientset, *rest.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("k8s: create service account %s/%s: %v", ns, name, err)
+	}
+	secs := int64(3600)
+	tok, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("k8s: create token for %s/%s: %v", ns, name, err)
+	}
+	cfg := rest.AnonymousClientConfig(c.Config)
+	cfg.BearerToken = tok.Status.Token
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatalf("k8s: build client for %s/%s: %v", ns, name, err)
+	}
+	return cs, cfg
 }
 
 // SetPodRunning writes what a kubelet would: phase Running, the pod IP and

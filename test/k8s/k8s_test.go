@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -46,6 +47,10 @@ func TestStart(t *testing.T) {
 	require.NoError(t, c.DeletePod(ctx, ns, pod.Name))
 	_, err = c.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
 	require.Error(t, err, "pod deleted with grace 0 must be gone at once")
+
+	sa, _ := c.ServiceAccountClient(t, ns, "reader")
+	_, err = sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "a service account with no role is refused: %v", err)
 
 	require.NoError(t, c.Stop())
 	require.NoError(t, c.Stop(), "second Stop is a no-op")
