@@ -1,9 +1,24 @@
-// Command bench is the end-to-end logs benchmark of issue 3: an OTLP
-// gateway receiving logs from concurrent gRPC senders and exporting them to
-// a sink, run for obs and for a real OpenTelemetry Collector without and
-// with a persistent (file_storage) queue, all in one run on one machine.
+// Command bench runs obs and its peers on the same workload in one run on
+// one machine and prints a table. Scenarios:
 //
 //	go run ./bench [-records 10000000] [-senders 4] [-batch 1000]
+//
+// (default, -scenario otlp, issue 3) an OTLP gateway receiving logs from
+// concurrent gRPC senders and exporting them to a sink: obs and a real
+// OpenTelemetry Collector without and with a persistent (file_storage)
+// queue.
+//
+//	go run ./bench -scenario scrape [-targets 200] [-series 1000] [-interval 5s] [-duration 2m]
+//
+// (issue 5) Prometheus scraping of loopback targets: obs and otelcol with
+// their prometheus receivers exporting OTLP to a sink, vmagent
+// remote-writing to a sink; CPU-seconds per million samples, peak RSS.
+//
+//	go run ./bench -scenario filelog [-lines 1000000] [-files 10]
+//
+// (issue 6) CRI pod logs written up front, tailed into an OTLP sink: obs
+// (WAL fsync'd) and otelcol's filelog receiver with and without
+// file_storage; lines/s, CPU-seconds per million lines, peak RSS.
 //
 // For every system it starts the same in-process OTLP gRPC sink (it counts
 // log records and answers success), starts the system as a real process
@@ -47,6 +62,7 @@ type options struct {
 	otelBatch bool
 	perf      string
 	keep      bool
+	scenario  string
 }
 
 // result is one row of the table.
@@ -73,14 +89,27 @@ func main() {
 }
 
 func run() error {
-	var o options
-	var systemsFlag string
+	var (
+		o           options
+		systemsFlag string
+		so          scrapeOptions
+		fo          filelogOptions
+	)
+	flag.StringVar(&o.scenario, "scenario", "otlp", "otlp (issue 3 gateway), scrape (issue 5) or filelog (issue 6)")
+	flag.IntVar(&so.targets, "targets", 200, "scrape: loopback targets")
+	flag.IntVar(&so.series, "series", 1000, "scrape: series per target")
+	flag.DurationVar(&so.interval, "interval", 5*time.Second, "scrape: scrape interval")
+	flag.DurationVar(&so.duration, "duration", 2*time.Minute, "scrape: measured window per system, after warm-up")
+	flag.StringVar(&so.vmBin, "vmagent", "", "scrape: vmagent binary (default: $OBS_VMAGENT, else scripts/build-vmagent.sh)")
+	flag.IntVar(&fo.lines, "lines", 1_000_000, "filelog: CRI lines to write")
+	flag.IntVar(&fo.files, "files", 10, "filelog: pod log files the lines are spread over")
 	flag.Int64Var(&o.records, "records", 10_000_000, "log records to send to each system")
 	flag.IntVar(&o.senders, "senders", 4, "concurrent gRPC senders, each waiting for its answer")
 	flag.IntVar(&o.batch, "batch", 1000, "log records per export request")
 	flag.IntVar(&o.distinct, "distinct", 64, "distinct pre-generated requests, sent round robin")
-	flag.StringVar(&systemsFlag, "systems", "obs,otelcol-noqueue,otelcol-filestorage",
-		"comma-separated systems: obs, otelcol-noqueue, otelcol-filestorage, otelcol-filestorage-fsync")
+	flag.StringVar(&systemsFlag, "systems", "",
+		"comma-separated systems; otlp: obs, otelcol-noqueue, otelcol-filestorage, otelcol-filestorage-fsync; "+
+			"scrape: obs, vmagent, otelcol; filelog: obs, otelcol-filestorage, otelcol-nostorage (default: the scenario's first three)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-system limit; a row that exceeds it is aborted")
 	flag.StringVar(&o.obsBin, "obs", "", "obs binary (default: go build the module into the work dir)")
 	flag.StringVar(&o.otelBin, "otelcol", "", "otelcol binary (default: $OBS_OTELCOL, else scripts/build-otelcol.sh)")
@@ -89,9 +118,18 @@ func run() error {
 	flag.StringVar(&o.perf, "perf", "", "write a `perf record -g` profile of obs during its run to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs, data) after the run")
 	flag.Parse()
+	if scenarioSystems(o.scenario) == "" {
+		return fmt.Errorf("unknown -scenario %q: want otlp, scrape or filelog", o.scenario)
+	}
+	if systemsFlag == "" {
+		systemsFlag = scenarioSystems(o.scenario)
+	}
 	o.systems = strings.Split(systemsFlag, ",")
 	if o.records <= 0 || o.senders <= 0 || o.batch <= 0 || o.distinct <= 0 {
 		return errors.New("-records, -senders, -batch and -distinct must be positive")
+	}
+	if so.targets <= 0 || so.series <= 0 || so.interval <= 0 || so.duration <= 0 || fo.lines <= 0 || fo.files <= 0 {
+		return errors.New("-targets, -series, -interval, -duration, -lines and -files must be positive")
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -119,10 +157,21 @@ func run() error {
 			return fmt.Errorf("build obs: %w", err)
 		}
 	}
-	if o.otelBin == "" {
+	if o.otelBin == "" && slices.ContainsFunc(o.systems, func(s string) bool { return strings.HasPrefix(s, "otelcol") }) {
 		if o.otelBin, err = otelcolBinary(ctx, root); err != nil {
 			return err
 		}
+	}
+	switch o.scenario {
+	case "scrape":
+		if so.vmBin == "" && slices.Contains(o.systems, "vmagent") {
+			if so.vmBin, err = vmagentBinary(ctx, root); err != nil {
+				return err
+			}
+		}
+		return runScrape(ctx, log, o, so)
+	case "filelog":
+		return runFilelog(ctx, log, o, fo)
 	}
 	all := systems(o.obsBin, o.otelBin, o.otelBatch)
 	for _, k := range o.systems {
@@ -376,15 +425,25 @@ func otelcolBinary(ctx context.Context, root string) (string, error) {
 	if p := os.Getenv("OBS_OTELCOL"); p != "" {
 		return p, nil
 	}
+	out, err := scriptOutput(ctx, root, "build-otelcol.sh")
+	if err != nil {
+		return "", fmt.Errorf("build otelcol: %w", err)
+	}
+	return out, nil
+}
+
+// scriptOutput runs scripts/<name> (at most 30 minutes) and returns the
+// last line of its stdout.
+func scriptOutput(ctx context.Context, root, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	var stdout bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "build-otelcol.sh"))
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", name))
 	cmd.Dir = root
 	cmd.Stdout = &stdout
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build otelcol: %w", err)
+		return "", fmt.Errorf("run %s: %w", name, err)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	return strings.TrimSpace(lines[len(lines)-1]), nil

@@ -17,6 +17,9 @@ import (
 // logsExportMethod is the full gRPC method name of OTLP logs export.
 const logsExportMethod = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
+// metricsExportMethod is the full gRPC method name of OTLP metrics export.
+const metricsExportMethod = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
 // rawMsg is a protobuf message kept as its wire bytes. The sink counts the
 // log records of a request while grpc hands it the bytes, and answers with
 // an empty (= successful) ExportLogsServiceResponse.
@@ -24,6 +27,8 @@ type rawMsg struct {
 	b       []byte
 	records int
 	err     error
+	// count walks the request; nil means countLogRecords.
+	count func([]byte) (int, error)
 }
 
 // rawCodec moves rawMsg bytes unchanged. Named "proto" so that the content
@@ -46,7 +51,11 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 	if !ok {
 		return fmt.Errorf("unmarshal into %T: want *rawMsg", v)
 	}
-	m.records, m.err = countLogRecords(data)
+	count := m.count
+	if count == nil {
+		count = countLogRecords
+	}
+	m.records, m.err = count(data)
 	m.b = nil
 	return nil
 }
@@ -69,6 +78,49 @@ func countLogRecords(b []byte) (int, error) {
 					n++
 				}
 				return nil
+			})
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// countDataPoints walks an ExportMetricsServiceRequest in wire format and
+// returns its number of data points: resource_metrics (1) → scope_metrics
+// (2) → metrics (2) → gauge (5), sum (7), histogram (9), exponential
+// histogram (10) or summary (11) → data_points (1). A gauge or counter
+// point is one Prometheus sample.
+func countDataPoints(b []byte) (int, error) {
+	n := 0
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, rm []byte) error {
+		if num != 1 || typ != protowire.BytesType {
+			return nil
+		}
+		return eachField(rm, func(num protowire.Number, typ protowire.Type, sm []byte) error {
+			if num != 2 || typ != protowire.BytesType {
+				return nil
+			}
+			return eachField(sm, func(num protowire.Number, typ protowire.Type, m []byte) error {
+				if num != 2 || typ != protowire.BytesType {
+					return nil
+				}
+				return eachField(m, func(num protowire.Number, typ protowire.Type, data []byte) error {
+					switch {
+					case typ != protowire.BytesType:
+						return nil
+					case num == 5, num == 7, num == 9, num == 10, num == 11:
+					default:
+						return nil
+					}
+					return eachField(data, func(num protowire.Number, typ protowire.Type, _ []byte) error {
+						if num == 1 && typ == protowire.BytesType {
+							n++
+						}
+						return nil
+					})
+				})
 			})
 		})
 	})
@@ -104,8 +156,9 @@ func eachField(b []byte, fn func(protowire.Number, protowire.Type, []byte) error
 	return nil
 }
 
-// sink is the OTLP gRPC logs server every system under test exports to.
-// It counts records and requests and notes when a target count is reached.
+// sink is the OTLP gRPC server every system under test exports to. It
+// counts log records (logs service) or data points (metrics service) and
+// requests, and notes when a target count is reached.
 type sink struct {
 	log      *slog.Logger
 	ln       net.Listener
@@ -131,25 +184,30 @@ func newSink(log *slog.Logger) (*sink, error) {
 	}
 	s := &sink{log: log, ln: ln, reached: make(chan struct{})}
 	s.srv = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(256<<20))
+	handler := func(count func([]byte) (int, error)) grpc.MethodHandler {
+		return func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			m := rawMsg{count: count}
+			if err := dec(&m); err != nil {
+				return nil, err
+			}
+			s.requests.Add(1)
+			if m.err != nil {
+				s.bad.Add(1)
+				s.log.Warn("sink got an unparsable request", "err", m.err)
+			}
+			s.add(int64(m.records))
+			return &rawMsg{}, nil
+		}
+	}
 	s.srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "opentelemetry.proto.collector.logs.v1.LogsService",
 		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{
-			MethodName: "Export",
-			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				var m rawMsg
-				if err := dec(&m); err != nil {
-					return nil, err
-				}
-				s.requests.Add(1)
-				if m.err != nil {
-					s.bad.Add(1)
-					s.log.Warn("sink got an unparsable request", "err", m.err)
-				}
-				s.add(int64(m.records))
-				return &rawMsg{}, nil
-			},
-		}},
+		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: handler(countLogRecords)}},
+	}, nil)
+	s.srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: handler(countDataPoints)}},
 	}, nil)
 	return s, nil
 }

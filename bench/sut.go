@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -132,7 +134,8 @@ type process struct {
 }
 
 // startProcess starts sys with its config in dir and waits until its
-// receiver accepts connections (and its ready URL answers 200).
+// receiver accepts connections (unless recvAddr is empty) and its ready
+// URL answers 200.
 func startProcess(ctx context.Context, sys system, dir, recvAddr, sinkAddr, adminAddr string) (*process, error) {
 	cfgPath := filepath.Join(dir, "config.yaml")
 	dataDir := filepath.Join(dir, "data")
@@ -172,11 +175,13 @@ func (p *process) waitReady(ctx context.Context, recvAddr string, sys system, ad
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	ready := func() bool {
-		c, err := net.DialTimeout("tcp", recvAddr, time.Second)
-		if err != nil {
-			return false
+		if recvAddr != "" {
+			c, err := net.DialTimeout("tcp", recvAddr, time.Second)
+			if err != nil {
+				return false
+			}
+			c.Close()
 		}
-		c.Close()
 		if sys.readyURL == nil {
 			return true
 		}
@@ -324,4 +329,28 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// perfRecorder is a `perf record -g` of one process; nil records nothing.
+type perfRecorder struct{ cmd *exec.Cmd }
+
+// startPerf starts perf on pid writing to out; on failure it logs and
+// returns nil.
+func startPerf(log *slog.Logger, pid, out string) *perfRecorder {
+	cmd := exec.Command("perf", "record", "-g", "-F", "199", "-p", pid, "-o", out)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		log.Warn("perf not started", "err", err)
+		return nil
+	}
+	return &perfRecorder{cmd: cmd}
+}
+
+// stop interrupts perf and waits until it wrote its file.
+func (p *perfRecorder) stop() {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	_ = p.cmd.Wait()
 }
