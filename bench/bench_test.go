@@ -172,4 +172,13 @@ func TestParseProc(t *testing.T) {
 		_, err = parseVmHWM(strings.NewReader("Name:\tx\n"))
 		require.Error(t, err)
 	})
+	t.Run("RSS split", func(t *testing.T) {
+		anon, file, err := rssSplit("self")
+		require.NoError(t, err)
+		require.Greater(t, anon, int64(1<<20))
+		require.Greater(t, file, int64(0))
+		v, err := parseStatusKB(strings.NewReader("RssAnon:\t  10 kB\nRssFile:\t 3 kB\n"), "RssAnon", "RssFile", "RssShmem")
+		require.Error(t, err, "RssShmem is missing")
+		require.Nil(t, v)
+	})
 }

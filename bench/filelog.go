@@ -34,6 +34,8 @@ type filelogResult struct {
 	cpu       float64       // the process' CPU from its start
 	benchCPU  float64
 	rss       int64
+	anon      int64 // RSS split at the end
+	file      int64
 	received  int64
 	requests  int64
 }
@@ -307,6 +309,7 @@ func filelogOne(parent context.Context, log *slog.Logger, o options, fo filelogO
 	cpu, cerr := cpuSeconds(pid)
 	self1, _ := cpuSeconds("self")
 	rss, rerr := peakRSS(pid)
+	anon, file, serr := rssSplit(pid)
 	perf.stop()
 	// Give a system a moment to send more than it read (duplicates).
 	if runErr == nil {
@@ -316,12 +319,12 @@ func filelogOne(parent context.Context, log *slog.Logger, o options, fo filelogO
 	if bad := sk.bad.Load(); bad > 0 && runErr == nil {
 		runErr = fmt.Errorf("sink got %d unparsable requests", bad)
 	}
-	if err := errors.Join(runErr, cerr, rerr); err != nil {
+	if err := errors.Join(runErr, cerr, rerr, serr); err != nil {
 		res.err = err
 		return res
 	}
 	res.wall = sk.reachedAt().Sub(start)
-	res.cpu, res.benchCPU, res.rss = cpu, self1-self0, rss
+	res.cpu, res.benchCPU, res.rss, res.anon, res.file = cpu, self1-self0, rss, anon, file
 	return res
 }
 
@@ -329,16 +332,16 @@ func printFilelogTable(out io.Writer, fo filelogOptions, perLine float64, rs []f
 	fmt.Fprintf(out, "\nfilelog: %d CRI lines of ~%.0f B over %d files written up front, read from the beginning; %d CPUs (%s); load average %s; %s\n\n",
 		fo.lines, perLine, fo.files, runtime.NumCPU(), cpuModel(), loadAvg(), time.Now().UTC().Format(time.RFC3339))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tlines/s\twall s\tCPU-s\tCPU-s per M lines\tpeak RSS MiB\tsink records\tsink requests\tbench CPU-s\t")
+	fmt.Fprintln(tw, "system\tlines/s\twall s\tCPU-s\tCPU-s per M lines\tpeak RSS MiB\tRSS anon/file MiB at end\tsink records\tsink requests\tbench CPU-s\t")
 	byKey := map[string]filelogResult{}
 	for _, r := range rs {
 		if r.err != nil {
-			fmt.Fprintf(tw, "%s\taborted: %s\t\t\t\t\t\t\t\t\n", r.name, firstLine(r.err.Error()))
+			fmt.Fprintf(tw, "%s\taborted: %s\t\t\t\t\t\t\t\t\t\n", r.name, firstLine(r.err.Error()))
 			continue
 		}
 		byKey[r.key] = r
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.3f\t%.0f\t%d\t%d\t%.2f\t\n", r.name, float64(fo.lines)/r.wall.Seconds(),
-			r.wall.Seconds(), r.cpu, r.cpuPerM(fo.lines), float64(r.rss)/(1<<20), r.received, r.requests, r.benchCPU)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.3f\t%.0f\t%s\t%d\t%d\t%.2f\t\n", r.name, float64(fo.lines)/r.wall.Seconds(),
+			r.wall.Seconds(), r.cpu, r.cpuPerM(fo.lines), float64(r.rss)/(1<<20), mibPair(r.anon, r.file), r.received, r.requests, r.benchCPU)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
@@ -386,4 +389,9 @@ func vmagentBinary(ctx context.Context, root string) (string, error) {
 		return "", fmt.Errorf("build vmagent: %w", err)
 	}
 	return out, nil
+}
+
+// mibPair prints two byte counts as "A/B" MiB.
+func mibPair(a, b int64) string {
+	return fmt.Sprintf("%.0f/%.0f", float64(a)/(1<<20), float64(b)/(1<<20))
 }

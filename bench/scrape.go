@@ -43,6 +43,7 @@ type scrapeResult struct {
 	cpu         float64
 	benchCPU    float64
 	rss         int64
+	anon, file  int64 // RSS split at the end
 }
 
 // samples is what the targets served during the window.
@@ -373,12 +374,13 @@ func scrapeOne(parent context.Context, log *slog.Logger, o options, so scrapeOpt
 	res.scrapes = tg.scrapes.Load()
 	res.sinkSamples, res.sinkBad = sinkSamples(key, sk, rw)
 	rss, rerr := peakRSS(pid)
+	anon, file, serr := rssSplit(pid)
 	perf.stop()
-	if err := errors.Join(err, cerr, rerr); err != nil {
+	if err := errors.Join(err, cerr, rerr, serr); err != nil {
 		res.err = err
 		return res
 	}
-	res.cpu, res.benchCPU, res.rss = cpu1-cpu0, self1-self0, rss
+	res.cpu, res.benchCPU, res.rss, res.anon, res.file = cpu1-cpu0, self1-self0, rss, anon, file
 	return res
 }
 
@@ -400,17 +402,17 @@ func printScrapeTable(out io.Writer, so scrapeOptions, rs []scrapeResult) {
 	fmt.Fprintf(out, "\nscrape: %d targets × %d series every %s, measured over %s after warm-up; %d CPUs (%s); load average %s; %s\n\n",
 		so.targets, so.series, so.interval, so.duration, runtime.NumCPU(), cpuModel(), loadAvg(), time.Now().UTC().Format(time.RFC3339))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tscrapes\tsamples/s scraped\tsink samples/s\tCPU-s\tCPU-s per M samples\tpeak RSS MiB\tbench CPU-s\t")
+	fmt.Fprintln(tw, "system\tscrapes\tsamples/s scraped\tsink samples/s\tCPU-s\tCPU-s per M samples\tpeak RSS MiB\tRSS anon/file MiB at end\tbench CPU-s\t")
 	byKey := map[string]scrapeResult{}
 	for _, r := range rs {
 		if r.err != nil {
-			fmt.Fprintf(tw, "%s\taborted: %s\t\t\t\t\t\t\t\n", r.name, firstLine(r.err.Error()))
+			fmt.Fprintf(tw, "%s\taborted: %s\t\t\t\t\t\t\t\t\n", r.name, firstLine(r.err.Error()))
 			continue
 		}
 		byKey[r.key] = r
 		w := r.window.Seconds()
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%.3f\t%.0f\t%.2f\t\n", r.name, r.scrapes, r.samples(so.series)/w,
-			float64(r.sinkSamples)/w, r.cpu, r.cpuPerM(so.series), float64(r.rss)/(1<<20), r.benchCPU)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%.3f\t%.0f\t%s\t%.2f\t\n", r.name, r.scrapes, r.samples(so.series)/w,
+			float64(r.sinkSamples)/w, r.cpu, r.cpuPerM(so.series), float64(r.rss)/(1<<20), mibPair(r.anon, r.file), r.benchCPU)
 	}
 	tw.Flush()
 	want := float64(so.targets) * float64(so.series) / so.interval.Seconds()

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -299,27 +300,58 @@ func peakRSS(pid string) (int64, error) {
 	return parseVmHWM(f)
 }
 
-func parseVmHWM(r interface{ Read([]byte) (int, error) }) (int64, error) {
+func parseVmHWM(r io.Reader) (int64, error) {
+	v, err := parseStatusKB(r, "VmHWM")
+	if err != nil {
+		return 0, err
+	}
+	return v["VmHWM"], nil
+}
+
+// rssSplit reads RssAnon and RssFile (+ RssShmem) of pid, in bytes: the
+// heap and stacks versus mapped files (badger's tables and value logs).
+func rssSplit(pid string) (anon, file int64, err error) {
+	f, err := os.Open("/proc/" + pid + "/status")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read rss: %w", err)
+	}
+	defer f.Close()
+	v, err := parseStatusKB(f, "RssAnon", "RssFile", "RssShmem")
+	if err != nil {
+		return 0, 0, err
+	}
+	return v["RssAnon"], v["RssFile"] + v["RssShmem"], nil
+}
+
+// parseStatusKB returns the given "Key:  N kB" lines of /proc/PID/status
+// in bytes; each key must be present.
+func parseStatusKB(r io.Reader, keys ...string) (map[string]int64, error) {
+	out := make(map[string]int64, len(keys))
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "VmHWM:") {
+		k, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || !slices.Contains(keys, k) {
 			continue
 		}
-		f := strings.Fields(strings.TrimPrefix(line, "VmHWM:"))
+		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("parse VmHWM line %q", line)
+			return nil, fmt.Errorf("parse %s line %q", k, sc.Text())
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("parse VmHWM: %w", err)
+			return nil, fmt.Errorf("parse %s: %w", k, err)
 		}
-		return kb << 10, nil
+		out[k] = kb << 10
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("scan status: %w", err)
+		return nil, fmt.Errorf("scan status: %w", err)
 	}
-	return 0, errors.New("parse status: no VmHWM line")
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			return nil, fmt.Errorf("parse status: no %s line", k)
+		}
+	}
+	return out, nil
 }
 
 func freeAddr() (string, error) {
