@@ -102,7 +102,11 @@ func (a *Ack) Wait(ctx context.Context) error {
 type Envelope struct {
 	Batch  Batch
 	Origin string // the receiver's component id, for metrics and logs
-	Ack    *Ack
+	// Peer is the network address of the client that sent the batch
+	// (host:port), when a receiver knows it; "" after merging batches of
+	// different clients. k8sattributes associates pods by it.
+	Peer string
+	Ack  *Ack
 	// Extra holds key/value pairs that must be written in the same WAL
 	// transaction as the batch (a file tailer's offsets).
 	Extra []KV
@@ -111,4 +115,20 @@ type Envelope struct {
 // KV is one key/value pair written beside a batch.
 type KV struct {
 	Key, Value []byte
+}
+
+type peerKey struct{}
+
+// WithPeer returns ctx carrying the client address of the batch in hand.
+func WithPeer(ctx context.Context, addr string) context.Context {
+	if addr == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, addr)
+}
+
+// PeerFrom returns the client address WithPeer stored, or "".
+func PeerFrom(ctx context.Context) string {
+	s, _ := ctx.Value(peerKey{}).(string)
+	return s
 }

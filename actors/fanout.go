@@ -20,7 +20,7 @@ func (f *Fanout) Consume(ctx context.Context, env *Envelope, _ Emit) {
 	for i, r := range f.Next {
 		e := env
 		if i < n-1 {
-			e = &Envelope{Batch: env.Batch.Clone(), Origin: env.Origin, Ack: env.Ack, Extra: env.Extra}
+			e = &Envelope{Batch: env.Batch.Clone(), Origin: env.Origin, Peer: env.Peer, Ack: env.Ack, Extra: env.Extra}
 		}
 		if err := r.Send(ctx, e); err != nil {
 			e.Ack.Done(err)
@@ -44,7 +44,7 @@ func (p Processor) Consume(ctx context.Context, env *Envelope, emit Emit) {
 		return
 	}
 	env.Batch.Raw = nil // the func may change the payload
-	if err := p.Fn(ctx, env.Batch); err != nil {
+	if err := p.Fn(WithPeer(ctx, env.Peer), env.Batch); err != nil {
 		env.Ack.Done(err)
 		return
 	}

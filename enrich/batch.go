@@ -74,6 +74,7 @@ type Batch struct {
 	acks         []*actors.Ack
 	extra        []actors.KV
 	origin       string
+	peer         string // "" once envelopes of two clients were merged
 	since        time.Time
 }
 
@@ -107,8 +108,10 @@ func (b *Batch) Consume(ctx context.Context, env *actors.Envelope, emit actors.E
 		return
 	}
 	if b.acks == nil {
-		b.origin = env.Origin
+		b.origin, b.peer = env.Origin, env.Peer
 		b.since = time.Now()
+	} else if b.peer != env.Peer {
+		b.peer = ""
 	}
 	b.pendingItems += n
 	b.acks = append(b.acks, env.Ack)
@@ -186,7 +189,7 @@ func (b *Batch) flush(emit actors.Emit) {
 	if !b.decoded {
 		batch = actors.RawBatch(b.signal, b.raw, b.pendingItems)
 	}
-	env := &actors.Envelope{Batch: batch, Origin: b.origin, Ack: ack, Extra: b.extra}
+	env := &actors.Envelope{Batch: batch, Origin: b.origin, Peer: b.peer, Ack: ack, Extra: b.extra}
 	b.pending, b.raw, b.decoded, b.pendingItems, b.acks, b.extra = actors.Batch{}, nil, false, 0, nil, nil
 	if err := emit(env); err != nil {
 		ack.Done(err)

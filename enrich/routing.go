@@ -253,7 +253,7 @@ func (r *Routing) Consume(ctx context.Context, env *actors.Envelope, _ actors.Em
 	}
 	env.Ack.Add(len(outs) - 1)
 	for _, o := range outs {
-		e := &actors.Envelope{Batch: o.b, Origin: env.Origin, Ack: env.Ack, Extra: env.Extra}
+		e := &actors.Envelope{Batch: o.b, Origin: env.Origin, Peer: env.Peer, Ack: env.Ack, Extra: env.Extra}
 		if err := o.r.Send(ctx, e); err != nil {
 			env.Ack.Done(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/peer"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -117,6 +118,9 @@ func (h *grpcExport) handle(ctx context.Context, dec func(any) error) *status.St
 		return status.New(codes.InvalidArgument, fmt.Sprintf("decode protobuf %s request: %v", h.signal, err))
 	}
 	b := actors.RawBatch(h.signal, raw, n)
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		ctx = actors.WithPeer(ctx, p.Addr.String())
+	}
 	res, after, err := h.r.consume(ctx, "grpc", h.consume, b)
 	switch res {
 	case consumeOK:

@@ -118,7 +118,7 @@ func (h *httpExport) handle(w http.ResponseWriter, req *http.Request) (json bool
 	if err != nil {
 		return json, &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	}
-	res, after, err := h.r.consume(ctx, "http", h.consume, b)
+	res, after, err := h.r.consume(actors.WithPeer(ctx, req.RemoteAddr), "http", h.consume, b)
 	switch res {
 	case consumeOK:
 		return json, nil

@@ -87,8 +87,10 @@ func components() map[kind]map[string]componentType {
 				func(c *enrich.MetricsTransformConfig) error { return c.Validate() })},
 			"filter": {signals: allSignals, decode: decodeAs(enrich.DefaultFilterConfig,
 				func(c *enrich.FilterConfig) error { return c.Validate() })},
-			"k8sattributes":     notYet("kubernetes", allSignals...),
-			"resourcedetection": notYet("kubernetes", allSignals...),
+			"k8sattributes": {signals: allSignals, decode: decodeAs(enrich.DefaultK8sAttributesConfig,
+				func(c *enrich.K8sAttributesConfig) error { return c.Validate() })},
+			"resourcedetection": {signals: allSignals, decode: decodeAs(enrich.DefaultResourceDetectionConfig,
+				func(c *enrich.ResourceDetectionConfig) error { return c.Validate() })},
 		},
 		kindExporter: {
 			"otlp": {signals: allSignals, decode: decodeAs(export.DefaultOTLPExporterConfig,

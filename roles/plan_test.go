@@ -99,7 +99,7 @@ func TestPlanErrors(t *testing.T) {
 }
 
 // The user's three Collector configs must fail only on components that
-// later issues implement.
+// later issues implement; the gateway's are all there.
 func TestSeedConfigsFailOnlyOnNotImplemented(t *testing.T) {
 	env := map[string]string{
 		"K8S_POD_IP": "10.0.0.1", "K8S_NODE_IP": "10.0.0.2", "K8S_NODE_NAME": "node-1",
@@ -117,6 +117,10 @@ func TestSeedConfigsFailOnlyOnNotImplemented(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			_, _, err := loadPlan(f, All, t.TempDir(), false, lookup)
+			if filepath.Base(f) == "seed-gateway.yaml" {
+				require.NoError(t, err, "every component of the seed's gateway is implemented")
+				return
+			}
 			require.Error(t, err)
 			for _, line := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
 				require.Contains(t, line, "not implemented yet", "every error must be a not-yet-implemented component")

@@ -9,12 +9,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/obs-dev/obs/actors"
 	"github.com/obs-dev/obs/cluster"
@@ -48,6 +50,7 @@ type runtime struct {
 	scrapers  []*scrape.PrometheusReceiver
 	heads     map[config.PipelineID]*actors.Ref
 	procFuncs map[config.ID]actors.ProcessFunc
+	k8sCache  *enrich.K8sCache
 	stopOrder []*actors.Ref // upstream first
 	pipeInfo  []pipelineInfo
 }
@@ -173,8 +176,11 @@ func (rt *runtime) runAndStop(ctx context.Context, admin *adminServer) error {
 			}()
 		}
 	}
-	var walG, expG, recvG, clusterG, adminG group
+	var walG, expG, recvG, clusterG, adminG, kubeG group
 	start(&walG, rt.db.Run)
+	if rt.k8sCache != nil {
+		start(&kubeG, rt.k8sCache.Run)
+	}
 	var expFns []func(context.Context) error
 	for _, e := range rt.exporters {
 		expFns = append(expFns, e.Run)
@@ -201,18 +207,23 @@ func (rt *runtime) runAndStop(ctx context.Context, admin *adminServer) error {
 	if err := rt.sys.Stop(deadline, rt.stopOrder...); err != nil {
 		rt.log.Error("drain pipelines", "err", err)
 	}
-	// 3. Exporters stop reading; unsent data stays in the WAL.
+	// 3. The Kubernetes informers stop: no processor reads them any more.
+	if rt.k8sCache != nil {
+		kubeG.cancel()
+		kubeG.wg.Wait()
+	}
+	// 4. Exporters stop reading; unsent data stays in the WAL.
 	expG.cancel()
 	expG.wg.Wait()
-	// 4. The cluster member leaves gracefully (others see "left").
+	// 5. The cluster member leaves gracefully (others see "left").
 	if rt.node != nil {
 		clusterG.cancel()
 		clusterG.wg.Wait()
 	}
-	// 5. The WAL's committer and GC stop; Run's deferred Close closes badger.
+	// 6. The WAL's committer and GC stop; Run's deferred Close closes badger.
 	walG.cancel()
 	walG.wg.Wait()
-	// 6. The admin port goes last, so a drain can be watched.
+	// 7. The admin port goes last, so a drain can be watched.
 	adminG.cancel()
 	adminG.wg.Wait()
 	rt.log.Info("stopped")
@@ -548,7 +559,8 @@ func consumeInto(origin string, heads []*actors.Ref) consumeFunc {
 			if i < len(heads)-1 {
 				bb = b.Clone()
 			}
-			if err := h.Send(sendCtx, &actors.Envelope{Batch: bb, Origin: origin, Ack: ack, Extra: extra}); err != nil {
+			env := &actors.Envelope{Batch: bb, Origin: origin, Peer: actors.PeerFrom(ctx), Ack: ack, Extra: extra}
+			if err := h.Send(sendCtx, env); err != nil {
 				if ctx.Err() == nil {
 					err = &actors.RefusedError{Reason: "pipeline_full", RetryAfter: time.Second}
 				}
@@ -593,6 +605,20 @@ func (rt *runtime) spawnProcessor(pipe config.PipelineID, id config.ID, settings
 	return rt.sys.Spawn(name, actors.Processor{Fn: fn}, next)
 }
 
+// kubeCache returns the process's one informer cache, creating it (and
+// its API client) on first use; runAndStop runs it.
+func (rt *runtime) kubeCache(authType string) (*enrich.K8sCache, error) {
+	if rt.k8sCache != nil {
+		return rt.k8sCache, nil
+	}
+	client, err := enrich.KubeClient(authType, "")
+	if err != nil {
+		return nil, err
+	}
+	rt.k8sCache, err = enrich.NewK8sCache(client, rt.log.With("component", "k8s-cache"), rt.reg)
+	return rt.k8sCache, err
+}
+
 // processFunc builds a transform once per processor id: every pipeline
 // naming it runs the same func (they are safe for concurrent use) and
 // shares its counters.
@@ -613,6 +639,34 @@ func (rt *runtime) processFunc(id config.ID, settings any, log *slog.Logger) (ac
 		fn, err = enrich.NewMetricsTransform(id.String(), cfg, log, rt.reg)
 	case enrich.FilterConfig:
 		fn, err = enrich.NewFilter(id.String(), cfg, log, rt.reg)
+	case enrich.K8sAttributesConfig:
+		var cache *enrich.K8sCache
+		if !cfg.Passthrough {
+			// Agents pass through and never touch the API server; gateways
+			// share one informer cache per process.
+			if cache, err = rt.kubeCache(cfg.AuthType); err != nil {
+				return nil, fmt.Errorf("processor %s: %w", id, err)
+			}
+		}
+		var k *enrich.K8sAttributes
+		if k, err = enrich.NewK8sAttributes(id.String(), cfg, cache, actors.PeerFrom, log, rt.reg); err == nil {
+			fn = k.Process
+		}
+	case enrich.ResourceDetectionConfig:
+		var client kubernetes.Interface
+		if slices.Contains(cfg.Detectors, "k8snode") {
+			if client, err = enrich.KubeClient(cfg.K8sNode.AuthType, ""); err != nil {
+				return nil, fmt.Errorf("processor %s: %w", id, err)
+			}
+		}
+		var d *enrich.ResourceDetection
+		if d, err = enrich.NewResourceDetection(id.String(), cfg, client, log, rt.reg); err == nil {
+			// Detect once at start, as the Collector does: a detector that
+			// fails stops the start with its reason.
+			if err = d.Detect(context.Background()); err == nil {
+				fn = d.Process
+			}
+		}
 	default:
 		return nil, fmt.Errorf("BUG: processor %s has no stage (%T)", id, settings)
 	}

@@ -241,6 +241,12 @@ func TestValidateSeedConfigs(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(root, "config", "testdata", name)
 			code, stdout, stderr := runObs(t, 20*time.Second, env, "validate", "--config", path)
+			if name == "seed-gateway.yaml" {
+				// Every component the seed's gateway uses is implemented.
+				require.Zero(t, code, "validate refused the seed gateway:\n%s", stderr)
+				require.Contains(t, stdout, "ok:")
+				return
+			}
 			require.NotZero(t, code, "validate passed a config with components not implemented yet:\n%s", stdout)
 			var errs int
 			for line := range strings.SplitSeq(strings.TrimSpace(stderr), "\n") {
