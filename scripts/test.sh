@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test.sh runs every test of obs: vet, unit tests with -race, and the
-# integration suites in test/ against real peers (a real OpenTelemetry
-# Collector built by scripts/build-otelcol.sh and cached under
-# $HOME/.cache/obs; Docker for the chaos suite). With CI=true a missing
+# integration suites in test/ against real peers: a real OpenTelemetry
+# Collector (scripts/build-otelcol.sh), a real kube-apiserver with etcd
+# (scripts/k8s-build.sh), Debian's node exporter, and Docker for the chaos
+# suite. Big builds are cached under $HOME/.cache. With CI=true a missing
 # peer fails the run instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +17,14 @@ go vet ./...
 
 echo "== real peers"
 scripts/build-otelcol.sh >/dev/null
+scripts/k8s-build.sh >/dev/null
 scripts/install-node-exporter.sh
 
+# Both stages run even when the first fails, so one run shows everything.
+status=0
 echo "== unit tests (-race)"
-go test -race -timeout 20m $(go list ./... | grep -v /test/)
+go test -race -timeout 20m $(go list ./... | grep -v /test/) || status=1
 
 echo "== integration tests"
-go test -timeout 30m -p 1 ./test/...
+go test -timeout 30m -p 1 ./test/... || status=1
+exit $status
