@@ -82,7 +82,8 @@ type K8sEventsConfig struct {
 	// HandoverWait is how long a new leader waits for the previous one's
 	// final resume point (a clean hand-over, or the killed leader restarted
 	// and reporting from its WAL) before resuming from the gossiped one;
-	// default 30s.
+	// default 30s. With no resume point gossiped at all it waits at most
+	// 5s (for a restarted member to join and pull the cluster state).
 	HandoverWait time.Duration `yaml:"handover_wait"`
 }
 
@@ -204,6 +205,8 @@ type K8sEventsReceiver struct {
 	recheck time.Duration
 	// consumeTimeout bounds one consume call.
 	consumeTimeout time.Duration
+	// syncWait bounds the wait for cluster state when none is gossiped.
+	syncWait time.Duration
 }
 
 // NewK8sEventsReceiver validates cfg and builds the receiver; Run starts it.
@@ -231,7 +234,7 @@ func NewK8sEventsReceiver(id string, cfg K8sEventsConfig, client kubernetes.Inte
 		return nil, fmt.Errorf("k8s_events receiver %s: register metrics: %w", id, err)
 	}
 	r := &K8sEventsReceiver{id: id, cfg: cfg, client: client, consume: consume, duty: duty,
-		log: log, m: m, recheck: time.Second, consumeTimeout: time.Minute}
+		log: log, m: m, recheck: time.Second, consumeTimeout: time.Minute, syncWait: 5 * time.Second}
 	namespaces := cfg.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
@@ -401,12 +404,18 @@ func (s *eventStream) resolveOwn(giveUp bool) {
 // ended first.
 func (s *eventStream) acquire(ctx context.Context, t *time.Timer) (resumePoint, bool) {
 	deadline := time.Now().Add(s.r.cfg.HandoverWait)
+	// With nothing gossiped, wait only long enough for a (re)started
+	// member to join and pull the cluster state.
+	syncDeadline := time.Now().Add(min(s.r.cfg.HandoverWait, s.r.syncWait))
 	for {
 		if ctx.Err() != nil || !s.r.duty.IsLeader(s.dutyKey) {
 			return resumePoint{}, false
 		}
 		cur, ok := s.state()
 		timedOut := !time.Now().Before(deadline)
+		if !ok {
+			timedOut = !time.Now().Before(syncDeadline)
+		}
 		switch {
 		case ok && s.ownOK && cur.Holder == s.own.Holder:
 			// The last term was this member's (maybe its previous life):
@@ -428,6 +437,9 @@ func (s *eventStream) acquire(ctx context.Context, t *time.Timer) (resumePoint, 
 			return resumePoint{}, true // a fresh start
 		}
 		left := time.Until(deadline)
+		if !ok {
+			left = time.Until(syncDeadline)
+		}
 		if left > 250*time.Millisecond {
 			left = 250 * time.Millisecond
 		}

@@ -612,12 +612,12 @@ func TestAcquire(t *testing.T) {
 		waited   time.Duration
 		timeouts float64
 	}{
-		{"fresh waits for gossip, then starts fresh", nil, nil, nil, true, resumePoint{}, true, wait, 0},
+		{"fresh waits for gossip, then starts fresh", nil, nil, nil, true, resumePoint{}, true, 5 * time.Second, 0},
 		{"released point at once", &released, nil, nil, true, released, true, 0, 0},
 		{"own previous life is newer than gossip", &other, &own, nil, true, own, true, 0, 0},
 		{"other's unreleased point: wait, then resume from it", &other, nil, nil, true, other, true, wait, 1},
 		{"other's point released while waiting", &other, nil, &released, true, released, true, time.Second, 0},
-		{"own checkpoint when nothing is gossiped", nil, &own, nil, true, own, true, wait, 0},
+		{"own checkpoint when nothing is gossiped", nil, &own, nil, true, own, true, 5 * time.Second, 0},
 		{"not leader", &released, nil, nil, false, resumePoint{}, false, 0, 0},
 	}
 	for _, tc := range tests {
