@@ -33,53 +33,53 @@ type HostMetricsConfig struct {
 // HostScrapersConfig turns scrapers on: a present key (even "load:") runs
 // the scraper.
 type HostScrapersConfig struct {
-	CPU        *HostScraperConfig `yaml:"cpu"`
-	Load       *HostScraperConfig `yaml:"load"`
-	Memory     *HostScraperConfig `yaml:"memory"`
-	Paging     *HostScraperConfig `yaml:"paging"`
-	Filesystem *FilesystemConfig  `yaml:"filesystem"`
-	Disk       *HostDeviceConfig  `yaml:"disk"`
-	Network    *HostDeviceConfig  `yaml:"network"`
-	Processes  *HostScraperConfig `yaml:"processes"`
-	Process    *HostProcessConfig `yaml:"process"`
+	CPU        *HostScraperConfig[cpuMetricSet]       `yaml:"cpu"`
+	Load       *HostScraperConfig[loadMetricSet]      `yaml:"load"`
+	Memory     *HostScraperConfig[memoryMetricSet]    `yaml:"memory"`
+	Paging     *HostScraperConfig[pagingMetricSet]    `yaml:"paging"`
+	Filesystem *FilesystemConfig                      `yaml:"filesystem"`
+	Disk       *HostDeviceConfig[diskMetricSet]       `yaml:"disk"`
+	Network    *HostDeviceConfig[networkMetricSet]    `yaml:"network"`
+	Processes  *HostScraperConfig[processesMetricSet] `yaml:"processes"`
+	Process    *HostProcessConfig                     `yaml:"process"`
 }
 
 // HostScraperConfig is a scraper with only metric switches.
-type HostScraperConfig struct {
-	Metrics map[string]MetricSwitch `yaml:"metrics"`
+type HostScraperConfig[S metricSet] struct {
+	Metrics MetricSwitches[S] `yaml:"metrics"`
 }
 
 // FilesystemConfig is the filesystem scraper's settings.
 type FilesystemConfig struct {
-	Metrics            map[string]MetricSwitch `yaml:"metrics"`
-	IncludeDevices     *MatchConfig            `yaml:"include_devices"`
-	ExcludeDevices     *MatchConfig            `yaml:"exclude_devices"`
-	IncludeFSTypes     *MatchConfig            `yaml:"include_fs_types"`
-	ExcludeFSTypes     *MatchConfig            `yaml:"exclude_fs_types"`
-	IncludeMountPoints *MatchConfig            `yaml:"include_mount_points"`
-	ExcludeMountPoints *MatchConfig            `yaml:"exclude_mount_points"`
-	IncludeVirtualFS   bool                    `yaml:"include_virtual_filesystems"`
+	Metrics            MetricSwitches[filesystemMetricSet] `yaml:"metrics"`
+	IncludeDevices     *MatchConfig                        `yaml:"include_devices"`
+	ExcludeDevices     *MatchConfig                        `yaml:"exclude_devices"`
+	IncludeFSTypes     *MatchConfig                        `yaml:"include_fs_types"`
+	ExcludeFSTypes     *MatchConfig                        `yaml:"exclude_fs_types"`
+	IncludeMountPoints *MatchConfig                        `yaml:"include_mount_points"`
+	ExcludeMountPoints *MatchConfig                        `yaml:"exclude_mount_points"`
+	IncludeVirtualFS   bool                                `yaml:"include_virtual_filesystems"`
 }
 
 // HostDeviceConfig is the disk and network scrapers' settings.
-type HostDeviceConfig struct {
-	Metrics map[string]MetricSwitch `yaml:"metrics"`
-	Include *MatchConfig            `yaml:"include"`
-	Exclude *MatchConfig            `yaml:"exclude"`
+type HostDeviceConfig[S metricSet] struct {
+	Metrics MetricSwitches[S] `yaml:"metrics"`
+	Include *MatchConfig      `yaml:"include"`
+	Exclude *MatchConfig      `yaml:"exclude"`
 }
 
 // HostProcessConfig is the process scraper's settings.
 type HostProcessConfig struct {
-	Metrics              map[string]MetricSwitch `yaml:"metrics"`
-	ResourceAttributes   map[string]MetricSwitch `yaml:"resource_attributes"`
-	Include              *MatchConfig            `yaml:"include"`
-	Exclude              *MatchConfig            `yaml:"exclude"`
-	MuteProcessNameError bool                    `yaml:"mute_process_name_error"`
-	MuteProcessExeError  bool                    `yaml:"mute_process_exe_error"`
-	MuteProcessIOError   bool                    `yaml:"mute_process_io_error"`
-	MuteProcessUserError bool                    `yaml:"mute_process_user_error"`
-	MuteProcessCgroupErr bool                    `yaml:"mute_process_cgroup_error"`
-	MuteProcessAllErrors bool                    `yaml:"mute_process_all_errors"`
+	Metrics              MetricSwitches[processMetricSet] `yaml:"metrics"`
+	ResourceAttributes   map[string]MetricSwitch          `yaml:"resource_attributes"`
+	Include              *MatchConfig                     `yaml:"include"`
+	Exclude              *MatchConfig                     `yaml:"exclude"`
+	MuteProcessNameError bool                             `yaml:"mute_process_name_error"`
+	MuteProcessExeError  bool                             `yaml:"mute_process_exe_error"`
+	MuteProcessIOError   bool                             `yaml:"mute_process_io_error"`
+	MuteProcessUserError bool                             `yaml:"mute_process_user_error"`
+	MuteProcessCgroupErr bool                             `yaml:"mute_process_cgroup_error"`
+	MuteProcessAllErrors bool                             `yaml:"mute_process_all_errors"`
 }
 
 // DefaultHostMetricsConfig is the Collector's default: root "/", one
@@ -143,7 +143,7 @@ func (c *HostMetricsConfig) Validate() error {
 	return nil
 }
 
-func sw(s *HostScraperConfig) map[string]MetricSwitch {
+func sw[S metricSet](s *HostScraperConfig[S]) map[string]MetricSwitch {
 	if s == nil {
 		return nil
 	}

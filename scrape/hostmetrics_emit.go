@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"gopkg.in/yaml.v3"
+
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 )
@@ -222,3 +224,66 @@ func hmHasPrefix(s string, ps ...string) bool {
 	}
 	return false
 }
+
+// metricSet names the metrics one `metrics:` block may switch.
+type metricSet interface{ defs() map[string]hmMetricDef }
+
+// MetricSwitches is a `metrics:` block; decoding it rejects a metric name
+// the scraper does not have, naming the key's line.
+type MetricSwitches[S metricSet] map[string]MetricSwitch
+
+// UnmarshalYAML decodes the block strictly.
+func (m *MetricSwitches[S]) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want a mapping of metric names", n.Line)
+	}
+	var s S
+	defs := s.defs()
+	out := make(MetricSwitches[S], len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if _, ok := defs[k.Value]; !ok {
+			return fmt.Errorf("line %d: %s: unknown metric name", k.Line, k.Value)
+		}
+		var sw MetricSwitch
+		if v.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				if v.Content[j].Value != "enabled" {
+					return fmt.Errorf("line %d: %s.%s: unknown key (want enabled)", v.Content[j].Line, k.Value, v.Content[j].Value)
+				}
+				if err := v.Content[j+1].Decode(&sw.Enabled); err != nil {
+					return fmt.Errorf("line %d: %s.enabled: want true or false", v.Content[j+1].Line, k.Value)
+				}
+			}
+		} else if v.Tag != "!!null" {
+			return fmt.Errorf("line %d: %s: want a mapping with enabled", v.Line, k.Value)
+		}
+		out[k.Value] = sw
+	}
+	*m = out
+	return nil
+}
+
+type (
+	cpuMetricSet        struct{}
+	loadMetricSet       struct{}
+	memoryMetricSet     struct{}
+	pagingMetricSet     struct{}
+	filesystemMetricSet struct{}
+	diskMetricSet       struct{}
+	networkMetricSet    struct{}
+	processesMetricSet  struct{}
+	processMetricSet    struct{}
+	kubeletMetricSet    struct{}
+)
+
+func (cpuMetricSet) defs() map[string]hmMetricDef        { return cpuDefs }
+func (loadMetricSet) defs() map[string]hmMetricDef       { return loadDefs }
+func (memoryMetricSet) defs() map[string]hmMetricDef     { return memoryDefs }
+func (pagingMetricSet) defs() map[string]hmMetricDef     { return pagingDefs }
+func (filesystemMetricSet) defs() map[string]hmMetricDef { return filesystemDefs }
+func (diskMetricSet) defs() map[string]hmMetricDef       { return diskDefs }
+func (networkMetricSet) defs() map[string]hmMetricDef    { return networkDefs }
+func (processesMetricSet) defs() map[string]hmMetricDef  { return processesDefs }
+func (processMetricSet) defs() map[string]hmMetricDef    { return processDefs }
+func (kubeletMetricSet) defs() map[string]hmMetricDef    { return kubeletDefs }

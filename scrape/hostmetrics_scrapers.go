@@ -3,6 +3,7 @@ package scrape
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -184,8 +185,13 @@ func readKV(path string) (map[string]int64, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseKV(f)
+}
+
+// parseKV parses "name value" lines; lines that do not fit are skipped.
+func parseKV(r io.Reader) (map[string]int64, error) {
 	out := map[string]int64{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), " ")
 		if !ok {
@@ -408,6 +414,7 @@ func (h *hostCollector) processes(md pmetric.Metrics, now time.Time, ts pcommon.
 	boot := time.Unix(int64(stat.BootTime), 0)
 	dt := now.Sub(h.prevAt).Seconds()
 	cur := make(map[int]procSample, len(procs))
+	owners := map[string]string{} // uid -> user name, for this collection
 	var errs []string
 	for _, p := range procs {
 		ps, err := p.Stat()
@@ -438,12 +445,20 @@ func (h *hostCollector) processes(md pmetric.Metrics, now time.Time, ts pcommon.
 			ra.PutStr("process.command", args[0])
 			ra.PutStr("process.command_line", strings.Join(args, " "))
 		}
-		if st, err := p.NewStatus(); err == nil {
+		st, stErr := p.NewStatus()
+		if stErr == nil {
 			uid := strconv.FormatUint(st.UIDs[0], 10)
-			if u, err := user.LookupId(uid); err == nil {
-				ra.PutStr("process.owner", u.Username)
-			} else if !mute(pc.MuteProcessUserError) {
-				errs = append(errs, fmt.Sprintf("pid %d: look up user %s: %v", p.PID, uid, err))
+			owner, ok := owners[uid]
+			if !ok {
+				if u, err := user.LookupId(uid); err == nil {
+					owner = u.Username
+				} else if !mute(pc.MuteProcessUserError) {
+					errs = append(errs, fmt.Sprintf("pid %d: look up user %s: %v", p.PID, uid, err))
+				}
+				owners[uid] = owner
+			}
+			if owner != "" {
+				ra.PutStr("process.owner", owner)
 			}
 		}
 		startTicks := ps.Starttime
@@ -485,7 +500,7 @@ func (h *hostCollector) processes(md pmetric.Metrics, now time.Time, ts pcommon.
 		s.int("process.paging.faults", int64(ps.MajFlt), "type", "major")
 		s.int("process.paging.faults", int64(ps.MinFlt), "type", "minor")
 		if on["process.context_switches"] {
-			if st, err := p.NewStatus(); err == nil {
+			if stErr == nil {
 				s.int("process.context_switches", int64(st.VoluntaryCtxtSwitches), "type", "voluntary")
 				s.int("process.context_switches", int64(st.NonVoluntaryCtxtSwitches), "type", "involuntary")
 			}

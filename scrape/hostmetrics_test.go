@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
 
 	"github.com/obs-dev/obs/actors"
 	"github.com/obs-dev/obs/config"
@@ -260,11 +261,15 @@ func meminfoKB(t *testing.T, path, key string) float64 {
 
 func allScrapers() HostScrapersConfig {
 	return HostScrapersConfig{
-		CPU:  &HostScraperConfig{Metrics: map[string]MetricSwitch{"system.cpu.utilization": {true}, "system.cpu.logical.count": {true}}},
-		Load: &HostScraperConfig{}, Memory: &HostScraperConfig{Metrics: map[string]MetricSwitch{"system.memory.utilization": {true}}},
-		Paging:     &HostScraperConfig{Metrics: map[string]MetricSwitch{"system.paging.utilization": {true}}},
-		Filesystem: &FilesystemConfig{}, Disk: &HostDeviceConfig{}, Network: &HostDeviceConfig{},
-		Processes: &HostScraperConfig{}, Process: &HostProcessConfig{MuteProcessAllErrors: true},
+		CPU:        &HostScraperConfig[cpuMetricSet]{Metrics: map[string]MetricSwitch{"system.cpu.utilization": {true}, "system.cpu.logical.count": {true}}},
+		Load:       &HostScraperConfig[loadMetricSet]{},
+		Memory:     &HostScraperConfig[memoryMetricSet]{Metrics: map[string]MetricSwitch{"system.memory.utilization": {true}}},
+		Paging:     &HostScraperConfig[pagingMetricSet]{Metrics: map[string]MetricSwitch{"system.paging.utilization": {true}}},
+		Filesystem: &FilesystemConfig{},
+		Disk:       &HostDeviceConfig[diskMetricSet]{},
+		Network:    &HostDeviceConfig[networkMetricSet]{},
+		Processes:  &HostScraperConfig[processesMetricSet]{},
+		Process:    &HostProcessConfig{MuteProcessAllErrors: true},
 	}
 }
 
@@ -405,8 +410,25 @@ service:
 `), config.Options{})
 		require.NoError(t, err)
 		cfg := DefaultHostMetricsConfig()
-		require.NoError(t, config.Decode(f.Receivers[config.ID{Type: "hostmetrics"}], &cfg))
-		require.ErrorContains(t, cfg.Validate(), "scrapers.memory.metrics.system.memory.usages: unknown metric name")
+		err = config.Decode(f.Receivers[config.ID{Type: "hostmetrics"}], &cfg)
+		require.ErrorContains(t, err, "line 6: system.memory.usages: unknown metric name")
+		require.ErrorContains(t, err, "receivers.hostmetrics.scrapers.memory.metrics")
+		t.Log(err)
+	})
+
+	t.Run("metric switch shape", func(t *testing.T) {
+		for _, tt := range []struct{ yaml, want string }{
+			{"system.cpu.time: {enable: true}", "line 1: system.cpu.time.enable: unknown key"},
+			{"system.cpu.time: {enabled: maybe}", "system.cpu.time.enabled: want true or false"},
+			{"system.cpu.time: true", "want a mapping with enabled"},
+			{"system.memory.usage: {enabled: true}", "unknown metric name"},
+		} {
+			var m MetricSwitches[cpuMetricSet]
+			require.ErrorContains(t, yaml.Unmarshal([]byte(tt.yaml), &m), tt.want, tt.yaml)
+		}
+		var m MetricSwitches[cpuMetricSet]
+		require.NoError(t, yaml.Unmarshal([]byte("system.cpu.time: {enabled: false}\nsystem.cpu.utilization:\n"), &m))
+		require.Equal(t, MetricSwitches[cpuMetricSet]{"system.cpu.time": {false}, "system.cpu.utilization": {false}}, m)
 	})
 
 	t.Run("missing root_path is an error at start", func(t *testing.T) {
@@ -425,7 +447,7 @@ func TestHostMetricsReceiverRun(t *testing.T) {
 	cfg := DefaultHostMetricsConfig()
 	cfg.RootPath = root
 	cfg.CollectionInterval = 20 * time.Millisecond
-	cfg.Scrapers = HostScrapersConfig{CPU: &HostScraperConfig{}, Load: &HostScraperConfig{}}
+	cfg.Scrapers = HostScrapersConfig{CPU: &HostScraperConfig[cpuMetricSet]{}, Load: &HostScraperConfig[loadMetricSet]{}}
 	var mu sync.Mutex
 	var batches []actors.Batch
 	calls := 0
@@ -468,4 +490,48 @@ func TestHostMetricsReceiverRun(t *testing.T) {
 	perBatch := float64(b.Metrics.DataPointCount())
 	require.Equal(t, perBatch, vals["otelcol_receiver_refused_metric_points"])
 	require.GreaterOrEqual(t, vals["otelcol_receiver_accepted_metric_points"], 3*perBatch)
+}
+
+func FuzzParseKV(f *testing.F) {
+	f.Add([]byte("pgpgin 1000\npgpgout 2000\n"))
+	f.Add([]byte("pgfault -1\nbad\n x y z\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseKV(strings.NewReader(string(b)))
+		if err == nil {
+			for k := range m {
+				require.NotContains(t, k, "\n")
+			}
+		}
+	})
+}
+
+// BenchmarkHostMetricsCollect is one collection of every scraper (every
+// metric on) on this machine's /proc and /sys.
+func BenchmarkHostMetricsCollect(b *testing.B) {
+	cfg := DefaultHostMetricsConfig()
+	cfg.Scrapers = allScrapers()
+	all := func(defs map[string]hmMetricDef) map[string]MetricSwitch {
+		out := map[string]MetricSwitch{}
+		for n := range defs {
+			out[n] = MetricSwitch{true}
+		}
+		return out
+	}
+	cfg.Scrapers.CPU.Metrics = all(cpuDefs)
+	cfg.Scrapers.Process.Metrics = all(processDefs)
+	cfg.Scrapers.Filesystem.Metrics = all(filesystemDefs)
+	h, err := newHostCollector(&cfg, nil)
+	require.NoError(b, err)
+	h.collect(time.Now())
+	procs, err := h.proc.AllProcs()
+	require.NoError(b, err)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var points int
+	for i := 0; i < b.N; i++ {
+		md, _ := h.collect(time.Now())
+		points = md.DataPointCount()
+	}
+	b.ReportMetric(float64(points), "points/op")
+	b.ReportMetric(float64(len(procs)), "processes")
 }

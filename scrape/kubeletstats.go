@@ -25,18 +25,18 @@ import (
 // KubeletStatsConfig is the kubeletstats receiver's settings, with the
 // Collector's key names.
 type KubeletStatsConfig struct {
-	CollectionInterval  time.Duration           `yaml:"collection_interval"`
-	InitialDelay        time.Duration           `yaml:"initial_delay"`
-	Timeout             time.Duration           `yaml:"timeout"`
-	Endpoint            string                  `yaml:"endpoint"`
-	AuthType            string                  `yaml:"auth_type"`
-	InsecureSkipVerify  bool                    `yaml:"insecure_skip_verify"`
-	CAFile              string                  `yaml:"ca_file"`
-	CertFile            string                  `yaml:"cert_file"`
-	KeyFile             string                  `yaml:"key_file"`
-	MetricGroups        []string                `yaml:"metric_groups"`
-	Metrics             map[string]MetricSwitch `yaml:"metrics"`
-	ExtraMetadataLabels []string                `yaml:"extra_metadata_labels"`
+	CollectionInterval  time.Duration                    `yaml:"collection_interval"`
+	InitialDelay        time.Duration                    `yaml:"initial_delay"`
+	Timeout             time.Duration                    `yaml:"timeout"`
+	Endpoint            string                           `yaml:"endpoint"`
+	AuthType            string                           `yaml:"auth_type"`
+	InsecureSkipVerify  bool                             `yaml:"insecure_skip_verify"`
+	CAFile              string                           `yaml:"ca_file"`
+	CertFile            string                           `yaml:"cert_file"`
+	KeyFile             string                           `yaml:"key_file"`
+	MetricGroups        []string                         `yaml:"metric_groups"`
+	Metrics             MetricSwitches[kubeletMetricSet] `yaml:"metrics"`
+	ExtraMetadataLabels []string                         `yaml:"extra_metadata_labels"`
 
 	// serviceAccountDir holds token and ca.crt; tests point it elsewhere.
 	serviceAccountDir string
