@@ -204,7 +204,9 @@ type hmMetrics struct {
 	collections prometheus.Histogram
 }
 
-func newHMMetrics(reg prometheus.Registerer) (*hmMetrics, error) {
+// newHMMetrics builds the self-metrics of receiver kind (hostmetrics or
+// kubeletstats).
+func newHMMetrics(reg prometheus.Registerer, kind string) (*hmMetrics, error) {
 	m := &hmMetrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otelcol_receiver_accepted_metric_points", Help: "Metric points made durable in the pipeline.",
@@ -213,10 +215,10 @@ func newHMMetrics(reg prometheus.Registerer) (*hmMetrics, error) {
 			Name: "otelcol_receiver_refused_metric_points", Help: "Metric points the pipeline did not take.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "obs_scrape_hostmetrics_errors_total", Help: "Errors reading host files, by scraper (muted process errors excluded).",
+			Name: "obs_scrape_" + kind + "_errors_total", Help: "Failed reads, by scraper (hostmetrics: muted process errors excluded; kubeletstats: scraper=kubelet).",
 		}, []string{"scraper"}),
 		collections: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "obs_scrape_hostmetrics_collection_duration_seconds", Help: "Time one collection of all scrapers took.",
+			Name: "obs_scrape_" + kind + "_collection_duration_seconds", Help: "Time one collection took.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 	}
@@ -225,7 +227,7 @@ func newHMMetrics(reg prometheus.Registerer) (*hmMetrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.errors, m.collections} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register hostmetrics metrics: %w", err)
+			return nil, fmt.Errorf("register %s metrics: %w", kind, err)
 		}
 	}
 	return m, nil
@@ -251,7 +253,7 @@ func NewHostMetricsReceiver(id string, cfg HostMetricsConfig, consume func(ctx c
 	if err != nil {
 		return nil, fmt.Errorf("hostmetrics %s: %w", id, err)
 	}
-	m, err := newHMMetrics(reg)
+	m, err := newHMMetrics(reg, "hostmetrics")
 	if err != nil {
 		return nil, fmt.Errorf("hostmetrics %s: %w", id, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -212,7 +213,7 @@ func TestKubeletStatsAuthAndTLS(t *testing.T) {
 		require.NoError(t, err)
 		var errs float64
 		for _, mf := range mfs {
-			if mf.GetName() == "obs_scrape_hostmetrics_errors_total" {
+			if mf.GetName() == "obs_scrape_kubeletstats_errors_total" {
 				errs = mf.GetMetric()[0].GetCounter().GetValue()
 			}
 		}
@@ -270,5 +271,82 @@ func FuzzKubeletSummary(f *testing.F) {
 		if err == nil {
 			_ = md.DataPointCount()
 		}
+	})
+}
+
+// writeClientCert makes a CA, a client certificate it signs, and writes
+// the client's cert and key; it returns the CA pool and the file paths.
+func writeClientCert(t *testing.T) (*x509.CertPool, string, string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubelet-client-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "obs-agent"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, certFile, keyFile
+}
+
+func TestKubeletStatsClientCert(t *testing.T) {
+	body, err := os.ReadFile("testdata/kubelet/summary.json")
+	require.NoError(t, err)
+	pool, certFile, keyFile := writeClientCert(t)
+	var served atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.TLS.PeerCertificates) != 1 || r.TLS.PeerCertificates[0].Subject.CommonName != "obs-agent" {
+			http.Error(w, "wrong client", http.StatusForbidden)
+			return
+		}
+		served.Add(1)
+		_, _ = w.Write(body)
+	}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+	cfg := DefaultKubeletStatsConfig()
+	cfg.AuthType, cfg.Endpoint, cfg.CAFile, cfg.CertFile, cfg.KeyFile = "tls", srv.URL, caFile, certFile, keyFile
+	cfg.CollectionInterval = time.Hour
+	var sink batchSink
+	r, err := NewKubeletStatsReceiver("kubeletstats", cfg, sink.consume, nil, nil)
+	require.NoError(t, err)
+	runFor(t, r.Run, func() bool { return sink.n() > 0 }, 5*time.Second)
+	require.Equal(t, 1, sink.n())
+	require.Equal(t, int64(1), served.Load())
+	require.NotEmpty(t, hmPoints(sink.batches[0])["container.cpu.time"])
+
+	t.Run("without a client certificate the handshake fails", func(t *testing.T) {
+		cfg := cfg
+		cfg.AuthType, cfg.CertFile, cfg.KeyFile = "none", "", ""
+		var sink batchSink
+		r, err := NewKubeletStatsReceiver("kubeletstats", cfg, sink.consume, nil, nil)
+		require.NoError(t, err)
+		require.Equal(t, "https://"+srv.Listener.Addr().String()+"/stats/summary", r.url)
+		ctx, cancel := context.WithCancel(context.Background())
+		r.pollOnce(ctx)
+		cancel()
+		require.NoError(t, r.Run(ctx))
+		require.Zero(t, sink.n())
+		require.Equal(t, int64(1), served.Load())
 	})
 }
