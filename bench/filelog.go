@@ -378,17 +378,12 @@ func scenarioSystems(scenario string) string {
 	return ""
 }
 
-// vmagentBinary returns $OBS_VMAGENT or what scripts/build-vmagent.sh
-// prints last.
-func vmagentBinary(ctx context.Context, root string) (string, error) {
-	if p := os.Getenv("OBS_VMAGENT"); p != "" {
+// peerBinary returns $env or what scripts/<script> prints last.
+func peerBinary(ctx context.Context, root, env, script string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
-	out, err := scriptOutput(ctx, root, "build-vmagent.sh")
-	if err != nil {
-		return "", fmt.Errorf("build vmagent: %w", err)
-	}
-	return out, nil
+	return scriptOutput(ctx, root, script)
 }
 
 // mibPair prints two byte counts as "A/B" MiB.

@@ -50,19 +50,21 @@ import (
 )
 
 type options struct {
-	records   int64
-	senders   int
-	batch     int
-	distinct  int
-	systems   []string
-	timeout   time.Duration
-	obsBin    string
-	otelBin   string
-	workDir   string
-	otelBatch bool
-	perf      string
-	keep      bool
-	scenario  string
+	records  int64
+	senders  int
+	batch    int
+	distinct int
+	systems  []string
+	timeout  time.Duration
+	obsBin   string
+	otelBin  string
+	// otelContribBin is the Collector with the contrib receivers.
+	otelContribBin string
+	workDir        string
+	otelBatch      bool
+	perf           string
+	keep           bool
+	scenario       string
 }
 
 // result is one row of the table.
@@ -112,7 +114,9 @@ func run() error {
 			"scrape: obs, vmagent, otelcol; filelog: obs, otelcol-filestorage, otelcol-nostorage (default: the scenario's first three)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-system limit; a row that exceeds it is aborted")
 	flag.StringVar(&o.obsBin, "obs", "", "obs binary (default: go build the module into the work dir)")
-	flag.StringVar(&o.otelBin, "otelcol", "", "otelcol binary (default: $OBS_OTELCOL, else scripts/build-otelcol.sh)")
+	flag.StringVar(&o.otelBin, "otelcol", "", "otlp: otelcol binary (default: $OBS_OTELCOL, else scripts/build-otelcol.sh)")
+	flag.StringVar(&o.otelContribBin, "otelcol-contrib", "",
+		"scrape, filelog: otelcol with the prometheus and filelog receivers (default: $OBS_OTELCOL_CONTRIB, else scripts/build-otelcol-contrib.sh)")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for binaries, configs and data (default: a new temp dir)")
 	flag.BoolVar(&o.otelBatch, "otelcol-batch", true, "put the batch processor in the Collector's pipeline (obs always has it)")
 	flag.StringVar(&o.perf, "perf", "", "write a `perf record -g` profile of obs during its run to this file")
@@ -157,15 +161,25 @@ func run() error {
 			return fmt.Errorf("build obs: %w", err)
 		}
 	}
-	if o.otelBin == "" && slices.ContainsFunc(o.systems, func(s string) bool { return strings.HasPrefix(s, "otelcol") }) {
+	wantOtelcol := slices.ContainsFunc(o.systems, func(s string) bool { return strings.HasPrefix(s, "otelcol") })
+	switch {
+	case o.scenario == "otlp" && o.otelBin == "" && wantOtelcol:
 		if o.otelBin, err = otelcolBinary(ctx, root); err != nil {
 			return err
+		}
+	case o.scenario != "otlp":
+		// The scrape and filelog peers need the contrib receivers.
+		o.otelBin = o.otelContribBin
+		if o.otelBin == "" && wantOtelcol {
+			if o.otelBin, err = peerBinary(ctx, root, "OBS_OTELCOL_CONTRIB", "build-otelcol-contrib.sh"); err != nil {
+				return err
+			}
 		}
 	}
 	switch o.scenario {
 	case "scrape":
 		if so.vmBin == "" && slices.Contains(o.systems, "vmagent") {
-			if so.vmBin, err = vmagentBinary(ctx, root); err != nil {
+			if so.vmBin, err = peerBinary(ctx, root, "OBS_VMAGENT", "build-vmagent.sh"); err != nil {
 				return err
 			}
 		}

@@ -2,16 +2,11 @@
 # build-otelcol.sh builds a real OpenTelemetry Collector (core + a few contrib
 # components) with the official builder (ocb), for use as a test peer of obs.
 #
-# Components: receivers otlp, prometheus, filelog; processors batch,
-# memory_limiter; exporters otlp, otlphttp, debug, file; extension
-# file_storage. Everything comes from the Go module proxy.
-#
 # Output: $HOME/.cache/obs/otelcol-<version>/otelcol; its path is printed as
 # the last line of stdout. All build chatter goes to stderr.
 #
-# Idempotent: when the binary exists, reports the expected version and was
-# built from the same builder manifest (a copy is kept beside it as
-# built-config.yaml) the script only prints its path. Parallel callers serialise on a flock so the
+# Idempotent: when the binary exists and reports the expected version the
+# script only prints its path. Parallel callers serialise on a flock so the
 # collector is built once. Generated sources live under the cache directory,
 # never inside the repository.
 #
@@ -32,49 +27,10 @@ export CGO_ENABLED=0
 export GOWORK=off
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 
-src="${dir}/src"
-core="go.opentelemetry.io/collector"
-contrib="github.com/open-telemetry/opentelemetry-collector-contrib"
-# Stable core modules (confmap providers) follow 1.x: 0.165.0 pairs with 1.71.0.
-stable="v${OTELCOL_STABLE_VERSION:-1.71.0}"
-
-# manifest prints the builder manifest. Confmap providers are versioned
-# with pdata (1.x).
-manifest() {
-	cat <<YAML
-dist:
-  module: github.com/obs-dev/otelcol-peer
-  name: otelcol
-  description: OpenTelemetry Collector built as a test peer for obs
-  version: ${version}
-  output_path: ${src}
-receivers:
-  - gomod: ${core}/receiver/otlpreceiver v${version}
-  - gomod: ${contrib}/receiver/prometheusreceiver v${version}
-  - gomod: ${contrib}/receiver/filelogreceiver v${version}
-exporters:
-  - gomod: ${core}/exporter/otlpexporter v${version}
-  - gomod: ${core}/exporter/otlphttpexporter v${version}
-  - gomod: ${core}/exporter/debugexporter v${version}
-  - gomod: ${contrib}/exporter/fileexporter v${version}
-extensions:
-  - gomod: ${contrib}/extension/storage/filestorage v${version}
-processors:
-  - gomod: ${core}/processor/batchprocessor v${version}
-  - gomod: ${core}/processor/memorylimiterprocessor v${version}
-providers:
-  - gomod: ${core}/confmap/provider/envprovider ${stable}
-  - gomod: ${core}/confmap/provider/fileprovider ${stable}
-  - gomod: ${core}/confmap/provider/yamlprovider ${stable}
-YAML
-}
-
 log() { printf 'build-otelcol: %s\n' "$*" >&2; }
 
 is_built() {
 	[[ -x "${bin}" ]] || return 1
-	[[ -f "${dir}/built-config.yaml" ]] || return 1
-	[[ "$(manifest)" == "$(cat "${dir}/built-config.yaml")" ]] || return 1
 	local out
 	out="$("${bin}" --version 2>/dev/null)" || return 1
 	[[ "${out}" == *"${version}"* ]]
@@ -112,11 +68,38 @@ if [[ ! -x "${builder}" ]]; then
 	rmdir "${tmpbin}"
 fi
 
-# 2. The builder manifest.
+# 2. The builder manifest. Confmap providers are versioned with pdata (1.x).
 src="${dir}/src"
 rm -rf "${src}"
 mkdir -p "${src}"
-manifest >"${dir}/builder-config.yaml"
+core="go.opentelemetry.io/collector"
+contrib="github.com/open-telemetry/opentelemetry-collector-contrib"
+# Stable core modules (confmap providers) follow 1.x: 0.165.0 pairs with 1.71.0.
+stable="v${OTELCOL_STABLE_VERSION:-1.71.0}"
+cat >"${dir}/builder-config.yaml" <<YAML
+dist:
+  module: github.com/obs-dev/otelcol-peer
+  name: otelcol
+  description: OpenTelemetry Collector built as a test peer for obs
+  version: ${version}
+  output_path: ${src}
+receivers:
+  - gomod: ${core}/receiver/otlpreceiver v${version}
+exporters:
+  - gomod: ${core}/exporter/otlpexporter v${version}
+  - gomod: ${core}/exporter/otlphttpexporter v${version}
+  - gomod: ${core}/exporter/debugexporter v${version}
+  - gomod: ${contrib}/exporter/fileexporter v${version}
+extensions:
+  - gomod: ${contrib}/extension/storage/filestorage v${version}
+processors:
+  - gomod: ${core}/processor/batchprocessor v${version}
+  - gomod: ${core}/processor/memorylimiterprocessor v${version}
+providers:
+  - gomod: ${core}/confmap/provider/envprovider ${stable}
+  - gomod: ${core}/confmap/provider/fileprovider ${stable}
+  - gomod: ${core}/confmap/provider/yamlprovider ${stable}
+YAML
 
 # 3. Generate sources. The builder runs `go mod tidy`, which can fail on
 # modules that only the components' tests import; then fall back to
@@ -133,7 +116,6 @@ fi
 log "compiling"
 (cd "${src}" && go build -trimpath -ldflags "-s -w" -o "${bin}.tmp" . >&2)
 mv -f "${bin}.tmp" "${bin}"
-cp "${dir}/builder-config.yaml" "${dir}/built-config.yaml"
 
 if ! is_built; then
 	log "built binary does not report version ${version}: $("${bin}" --version 2>&1 || true)"
