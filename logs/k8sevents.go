@@ -465,6 +465,7 @@ func (s *eventStream) lead(ctx context.Context, t *time.Timer, start resumePoint
 	tm.p.Released = false
 	tm.rv = tm.p.RV
 	s.publish(tm.p) // claim the stream
+	s.log.Info("k8s events watch starts", "seq", tm.p.Seq, "resource_version", tm.p.RV)
 	s.own, s.ownOK, s.resolve = tm.p, true, false
 	defer func() {
 		tm.p.Released = true

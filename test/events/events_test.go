@@ -121,7 +121,7 @@ type gateway struct {
 	done            chan struct{}
 }
 
-func newGateway(t testing.TB, name, ip, sink, ns, kubeconfig string) *gateway {
+func newGateway(t testing.TB, name, ip, sink, ns, kubeconfig, handoverWait string) *gateway {
 	t.Helper()
 	dir := t.TempDir()
 	g := &gateway{t: t, name: name,
@@ -136,6 +136,7 @@ func newGateway(t testing.TB, name, ip, sink, ns, kubeconfig string) *gateway {
   k8s_events:
     auth_type: kubeConfig
     namespaces: [%q]
+    handover_wait: %s
 exporters:
   otlp:
     endpoint: %q
@@ -146,7 +147,7 @@ service:
     logs:
       receivers: [k8s_events]
       exporters: [otlp]
-`, ns, sink)
+`, ns, handoverWait, sink)
 	require.NoError(t, os.WriteFile(g.config, []byte(cfg), 0o600))
 	t.Cleanup(func() {
 		g.kill()
@@ -290,19 +291,36 @@ func sinkCounts(t testing.TB, s *otelpeer.Sink) map[string]int {
 }
 
 // TestEventsExactlyOnce: 20 events/s for 60 s; the leader is SIGKILLed
-// twice and restarted 5 s later with its data dir; every event reaches the
-// sink exactly once.
+// twice and every event must reach the sink exactly once.
+//   - "restarted": the killed leader comes back 5 s later with its data dir
+//     (a StatefulSet pod), within handover_wait: the next term resumes from
+//     the checkpoint in its WAL.
+//   - "stays down": it comes back only after 15 s, with handover_wait 3s:
+//     another gateway takes over from the gossiped resume point.
 func TestEventsExactlyOnce(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a kube-apiserver, an otelcol and three obs processes for about two minutes")
+		t.Skip("runs a kube-apiserver, an otelcol and three obs processes for about two minutes per case")
 	}
+	for _, tc := range []struct {
+		name         string
+		handoverWait string
+		downFor      time.Duration
+	}{
+		{"restarted", "30s", 5 * time.Second},
+		{"stays down", "3s", 15 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) { exactlyOnce(t, tc.handoverWait, tc.downFor) })
+	}
+}
+
+func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration) {
 	kc := k8stest.Start(t)
 	sink := otelpeer.StartSink(t)
 	ns := kc.Namespace(t, "events", nil)
 
 	var gs []*gateway
 	for i := range 3 {
-		gs = append(gs, newGateway(t, fmt.Sprintf("gw%d", i+1), fmt.Sprintf("127.0.0.%d", i+2), sink.GRPCAddr, ns, kc.Kubeconfig))
+		gs = append(gs, newGateway(t, fmt.Sprintf("gw%d", i+1), fmt.Sprintf("127.0.0.%d", i+2), sink.GRPCAddr, ns, kc.Kubeconfig, handoverWait))
 	}
 	for _, g := range gs {
 		for _, o := range gs {
@@ -370,8 +388,9 @@ func TestEventsExactlyOnce(t *testing.T) {
 		})
 		n, _ := leader(gs)
 		t.Logf("killed leader %s at %s; %s leads %s later", l, killed.Format("15:04:05.000"), n, took.Round(time.Millisecond))
-		time.Sleep(max(0, 5*time.Second-time.Since(killed)))
-		victim.start() // a StatefulSet pod comes back with its volume
+		// A StatefulSet pod comes back with its volume.
+		time.Sleep(time.Until(killed.Add(downFor)))
+		victim.start()
 	}
 	require.NoError(t, <-genErr)
 
