@@ -535,3 +535,105 @@ func BenchmarkHostMetricsCollect(b *testing.B) {
 	b.ReportMetric(float64(points), "points/op")
 	b.ReportMetric(float64(len(procs)), "processes")
 }
+
+// copyTree copies the fixture root (symlinks as symlinks) to a temporary
+// directory the test may change.
+func copyTree(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		case d.Type()&os.ModeSymlink != 0:
+			link, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, to)
+		default:
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(to, b, 0o644)
+		}
+	})
+	require.NoError(t, err)
+	return dst
+}
+
+func TestHostMetricsDeltasOnCopiedRoot(t *testing.T) {
+	root := copyTree(t, "testdata/hostfs")
+	cfg := DefaultHostMetricsConfig()
+	cfg.RootPath = root
+	cfg.Scrapers = HostScrapersConfig{
+		CPU: &HostScraperConfig[cpuMetricSet]{Metrics: map[string]MetricSwitch{"system.cpu.utilization": {true}}},
+		Process: &HostProcessConfig{Metrics: map[string]MetricSwitch{
+			"process.cpu.utilization": {true}, "process.threads": {true}, "process.context_switches": {true},
+		}},
+	}
+	h := newTestHostCollector(t, cfg)
+	t0 := time.Unix(1764100000, 0)
+	md, errs := h.collect(t0)
+	require.Empty(t, errs)
+	got := hmPoints(md)
+	require.Empty(t, got["system.cpu.utilization"], "first collection has no delta")
+	require.Empty(t, got["process.cpu.utilization"], "first collection has no delta")
+
+	// the fixture process: resource attributes and counters as the files say
+	require.Len(t, got["process.memory.usage"], 1)
+	p := got["process.memory.usage"][0]
+	require.Equal(t, "nginx", hmAttr(p.res, "process.executable.name"))
+	require.Equal(t, "/usr/sbin/nginx", hmAttr(p.res, "process.executable.path"))
+	require.Equal(t, "nginx -g daemon off;", hmAttr(p.res, "process.command_line"))
+	require.Equal(t, "root", hmAttr(p.res, "process.owner"))
+	require.Equal(t, float64(2560*os.Getpagesize()), p.v)
+	require.Equal(t, float64(104857600), got["process.memory.virtual"][0].v)
+	require.Equal(t, 3.0, got["process.threads"][0].v)
+	for _, c := range got["process.cpu.time"] {
+		want := map[string]float64{"user": 3, "system": 1, "wait": 0.07}[hmAttr(c.attrs, "state")]
+		require.InDelta(t, want, c.v, 1e-9, hmAttr(c.attrs, "state"))
+	}
+	for _, c := range got["process.disk.io"] {
+		want := map[string]float64{"read": 4096, "write": 8192}[hmAttr(c.attrs, "direction")]
+		require.Equal(t, want, c.v)
+	}
+
+	// ten seconds later: cpu0 spent 150 ticks in user of 1000; nginx 200
+	// ticks of user and 50 of system on a 2-CPU host
+	stat, err := os.ReadFile(filepath.Join(root, "proc", "stat"))
+	require.NoError(t, err)
+	next := strings.Replace(string(stat), "cpu0 600 10 200 2500 20 3 4 4 0 0", "cpu0 750 10 300 3250 20 3 4 4 0 0", 1)
+	require.NotEqual(t, string(stat), next)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "proc", "stat"), []byte(next), 0o644))
+	pstat := filepath.Join(root, "proc", "4242", "stat")
+	ps, err := os.ReadFile(pstat)
+	require.NoError(t, err)
+	nextPS := strings.Replace(string(ps), " 12 0 300 100 ", " 12 0 500 150 ", 1)
+	require.NotEqual(t, string(ps), nextPS)
+	require.NoError(t, os.WriteFile(pstat, []byte(nextPS), 0o644))
+
+	md, errs = h.collect(t0.Add(10 * time.Second))
+	require.Empty(t, errs)
+	got = hmPoints(md)
+	util := map[string]float64{}
+	for _, u := range got["system.cpu.utilization"] {
+		util[hmAttr(u.attrs, "cpu")+"/"+hmAttr(u.attrs, "state")] = u.v
+	}
+	require.InDelta(t, 0.15, util["cpu0/user"], 1e-9)
+	require.InDelta(t, 0.10, util["cpu0/system"], 1e-9)
+	require.InDelta(t, 0.75, util["cpu0/idle"], 1e-9)
+	require.NotContains(t, util, "cpu1/user", "cpu1 did not move: no utilization")
+	putil := map[string]float64{}
+	for _, u := range got["process.cpu.utilization"] {
+		putil[hmAttr(u.attrs, "state")] = u.v
+	}
+	require.InDelta(t, 2.0/(10*2), putil["user"], 1e-9)
+	require.InDelta(t, 0.5/(10*2), putil["system"], 1e-9)
+}
