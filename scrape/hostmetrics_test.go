@@ -32,7 +32,7 @@ var seedEnvHM = map[string]string{
 }
 
 // seedReceiver decodes the seed agent's receiver block called id.
-func seedReceiver(t *testing.T, id string, out any) {
+func seedReceiver(t testing.TB, id string, out any) {
 	t.Helper()
 	f, err := config.Load("../config/testdata/seed-agent.yaml", config.Options{LookupEnv: func(k string) (string, bool) {
 		v, ok := seedEnvHM[k]
@@ -46,7 +46,7 @@ func seedReceiver(t *testing.T, id string, out any) {
 
 // seedHostConfig is the seed's hostmetrics block with root_path pointed
 // at root (the seed's /hostfs does not exist on this machine).
-func seedHostConfig(t *testing.T, root string) HostMetricsConfig {
+func seedHostConfig(t testing.TB, root string) HostMetricsConfig {
 	cfg := DefaultHostMetricsConfig()
 	seedReceiver(t, "hostmetrics", &cfg)
 	require.Equal(t, "/hostfs", cfg.RootPath)
@@ -636,4 +636,21 @@ func TestHostMetricsDeltasOnCopiedRoot(t *testing.T) {
 	}
 	require.InDelta(t, 2.0/(10*2), putil["user"], 1e-9)
 	require.InDelta(t, 0.5/(10*2), putil["system"], 1e-9)
+}
+
+// BenchmarkHostMetricsCollectSeed is one collection with the seed agent's
+// hostmetrics block on this machine.
+func BenchmarkHostMetricsCollectSeed(b *testing.B) {
+	cfg := seedHostConfig(b, "/")
+	h, err := newHostCollector(&cfg, nil)
+	require.NoError(b, err)
+	h.collect(time.Now())
+	b.ReportAllocs()
+	b.ResetTimer()
+	var points int
+	for i := 0; i < b.N; i++ {
+		md, _ := h.collect(time.Now())
+		points = md.DataPointCount()
+	}
+	b.ReportMetric(float64(points), "points/op")
 }
