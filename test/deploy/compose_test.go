@@ -53,6 +53,25 @@ func TestComposeDemo(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
 
+	// The image: non-root numeric user, CA bundle path set, git revision stamped.
+	inspect, err := exec.Command("docker", "image", "inspect", "-f", "{{.Config.User}} {{json .Config.Env}}", image).Output()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(inspect), "65532:65532 "), "%s", inspect)
+	require.Contains(t, string(inspect), "SSL_CERT_FILE=/etc/ssl/obs/ca-certificates.crt")
+	if _, err := os.Stat("/etc/ssl/certs/ca-certificates.crt"); err == nil {
+		ctr, err := exec.Command("docker", "create", image).Output()
+		require.NoError(t, err)
+		id := strings.TrimSpace(string(ctr))
+		tarball, err := exec.Command("docker", "cp", id+":/etc/ssl/obs/ca-certificates.crt", "-").Output()
+		_ = exec.Command("docker", "rm", id).Run()
+		require.NoError(t, err)
+		require.Contains(t, string(tarball), "BEGIN CERTIFICATE", "the build machine's CA bundle is in the image")
+	}
+	ver, err := exec.Command("docker", "run", "--rm", image, "version").CombinedOutput()
+	require.NoError(t, err, "%s", ver)
+	// (not HEAD itself: other commits may land while the image builds)
+	require.Regexp(t, `commit [0-9a-f]{40}`, string(ver), "version stamped from git")
+
 	compose := func(timeout time.Duration, args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
