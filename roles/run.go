@@ -537,6 +537,12 @@ func (rt *runtime) newReceiver(id config.ID, settings any, consume map[actors.Si
 		}
 		rt.scrapers = append(rt.scrapers, r)
 		return r, nil
+	case scrape.HostMetricsConfig:
+		return scrape.NewHostMetricsReceiver(id.String(), cfg, consume[actors.SignalMetrics],
+			rt.log.With("component", "receivers."+id.String()), rt.reg)
+	case scrape.KubeletStatsConfig:
+		return scrape.NewKubeletStatsReceiver(id.String(), cfg, consume[actors.SignalMetrics],
+			rt.log.With("component", "receivers."+id.String()), rt.reg)
 	case logs.FilelogConfig:
 		return logs.NewFilelogReceiver(id.String(), cfg, consume[actors.SignalLogs], rt.db.Get,
 			rt.log.With("component", "receivers."+id.String()), rt.reg)

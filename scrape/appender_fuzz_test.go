@@ -28,7 +28,7 @@ func FuzzAppender(f *testing.F) {
 		f.Add(seed, false)
 		f.Add(seed, true)
 	}
-	m, err := newMetrics(prometheus.NewRegistry())
+	m, err := newMetrics(prometheus.NewRegistry(), "prometheus")
 	require.NoError(f, err)
 	f.Fuzz(func(t *testing.T, text string, om bool) {
 		ct := "text/plain; version=0.0.4"

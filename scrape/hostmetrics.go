@@ -206,14 +206,19 @@ type hmMetrics struct {
 
 // newHMMetrics builds the self-metrics of receiver kind (hostmetrics or
 // kubeletstats).
-func newHMMetrics(reg prometheus.Registerer, kind string) (*hmMetrics, error) {
+func newHMMetrics(reg prometheus.Registerer, id, kind string) (*hmMetrics, error) {
+	accepted, refused, err := receiverCounters(reg, id, "")
+	if err != nil {
+		return nil, err
+	}
+	// The receiver's own metrics carry receiver=<id>, so two receivers
+	// can share one registry.
+	if reg != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"receiver": id}, reg)
+	}
 	m := &hmMetrics{
-		accepted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "otelcol_receiver_accepted_metric_points", Help: "Metric points made durable in the pipeline.",
-		}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "otelcol_receiver_refused_metric_points", Help: "Metric points the pipeline did not take.",
-		}),
+		accepted: accepted,
+		refused:  refused,
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "obs_scrape_" + kind + "_errors_total", Help: "Failed reads, by scraper (hostmetrics: muted process errors excluded; kubeletstats: scraper=kubelet).",
 		}, []string{"scraper"}),
@@ -225,7 +230,7 @@ func newHMMetrics(reg prometheus.Registerer, kind string) (*hmMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.accepted, m.refused, m.errors, m.collections} {
+	for _, c := range []prometheus.Collector{m.errors, m.collections} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register %s metrics: %w", kind, err)
 		}
@@ -253,7 +258,7 @@ func NewHostMetricsReceiver(id string, cfg HostMetricsConfig, consume func(ctx c
 	if err != nil {
 		return nil, fmt.Errorf("hostmetrics %s: %w", id, err)
 	}
-	m, err := newHMMetrics(reg, "hostmetrics")
+	m, err := newHMMetrics(reg, id, "hostmetrics")
 	if err != nil {
 		return nil, fmt.Errorf("hostmetrics %s: %w", id, err)
 	}

@@ -231,7 +231,7 @@ func NewKubeletStatsReceiver(id string, cfg KubeletStatsConfig, consume func(ctx
 		timeout = cfg.CollectionInterval
 	}
 	tr := &http.Transport{TLSClientConfig: tc, MaxIdleConns: 1, IdleConnTimeout: 2 * cfg.CollectionInterval}
-	m, err := newHMMetrics(reg, "kubeletstats")
+	m, err := newHMMetrics(reg, id, "kubeletstats")
 	if err != nil {
 		return nil, fmt.Errorf("kubeletstats %s: %w", id, err)
 	}

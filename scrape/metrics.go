@@ -22,8 +22,18 @@ type metrics struct {
 	refused    prometheus.Counter // otelcol_receiver_refused_metric_points
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers receiver id's metrics: its own under
+// receiver=<id> on reg, the Collector's receiver counters on reg as well
+// but shaped as export/ shapes them (see receiverCounters).
+func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
+	accepted, refused, err := receiverCounters(reg, id, "http")
+	if err != nil {
+		return nil, err
+	}
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"receiver": id}, reg)
 	m := &metrics{
+		accepted: accepted,
+		refused:  refused,
 		discovered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "obs_scrape_targets_discovered", Help: "Targets discovered for the job (after relabelling), cluster-wide.",
 		}, []string{"job"}),
@@ -52,15 +62,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "obs_scrape_duration_seconds", Help: "Scrape duration as Prometheus reports it in scrape_duration_seconds.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"job"}),
-		accepted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "otelcol_receiver_accepted_metric_points", Help: "Metric points made durable in the pipeline.",
-		}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "otelcol_receiver_refused_metric_points", Help: "Metric points the pipeline did not take.",
-		}),
 	}
 	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.handoffs, m.scraped, m.appended, m.dropped,
-		m.failed, m.staleDrop, m.duration, m.accepted, m.refused} {
+		m.failed, m.staleDrop, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

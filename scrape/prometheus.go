@@ -212,7 +212,7 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 	// Prometheus' own metrics and ours carry receiver=<id>, so two
 	// receivers can share one registry.
 	wreg := prometheus.WrapRegistererWith(prometheus.Labels{"receiver": id}, reg)
-	r.metrics, err = newMetrics(wreg)
+	r.metrics, err = newMetrics(reg, id)
 	if err != nil {
 		return nil, fmt.Errorf("new prometheus receiver %s: %w", id, err)
 	}

@@ -204,7 +204,7 @@ func TestSharderUnit(t *testing.T) {
 	scs, err := pc.GetScrapeConfigs()
 	require.NoError(t, err)
 	scfgs := map[string]*promconfig.ScrapeConfig{"j": scs[0]}
-	m, err := newMetrics(prometheus.NewRegistry())
+	m, err := newMetrics(prometheus.NewRegistry(), "prometheus")
 	require.NoError(t, err)
 	mem := &members{}
 	mem.set("a", "b")
@@ -303,7 +303,7 @@ func TestNodeModeLocality(t *testing.T) {
 	pc, err := PrometheusConfig{Config: promNode(t, staticJob("n", "1s", "127.0.0.1:9100"))}.load(nil)
 	require.NoError(t, err)
 	scs, _ := pc.GetScrapeConfigs()
-	m, _ := newMetrics(prometheus.NewRegistry())
+	m, _ := newMetrics(prometheus.NewRegistry(), "prometheus")
 	sh := newSharder(ShardNode, Sharding{NodeName: "node-1", Self: "agent-1"}, map[string]*promconfig.ScrapeConfig{"n": scs[0]}, m, nil)
 	sh.localIPs, sh.hostname = map[string]bool{"10.1.1.1": true}, "host-x"
 	tests := []struct {
@@ -400,7 +400,7 @@ func TestDiscoveryDropsRemovedJobsTargets(t *testing.T) {
 		"- job_name: b\n  static_configs: [{targets: ['127.0.0.1:2']}]\n")}.load(nil)
 	require.NoError(t, err)
 	scs, _ := pc.GetScrapeConfigs()
-	m, _ := newMetrics(prometheus.NewRegistry())
+	m, _ := newMetrics(prometheus.NewRegistry(), "prometheus")
 	sh := newSharder(ShardNone, Sharding{}, map[string]*promconfig.ScrapeConfig{"a": scs[0], "b": scs[1]}, m, nil)
 	sh.setDiscovered(map[string][]*targetgroup.Group{"a": {{Source: "0", Targets: []model.LabelSet{{model.AddressLabel: "127.0.0.1:1"}}}}})
 	out, _ := sh.update()
@@ -481,7 +481,7 @@ func TestSharderHandoffTiming(t *testing.T) {
 		return out
 	}
 	newAt := func(self string, now *time.Time) *sharder {
-		m, err := newMetrics(prometheus.NewRegistry())
+		m, err := newMetrics(prometheus.NewRegistry(), "prometheus")
 		require.NoError(t, err)
 		sh := newSharder(ShardCluster, Sharding{Owner: mem.owner, Members: list, Self: self, HandoffDelay: 2 * time.Second}, scfgs, m, nil)
 		sh.aligned, sh.phaseSeed = true, offsetSeed("c", pc)
