@@ -961,13 +961,24 @@ func newK8sEventsMetrics(id string, reg prometheus.Registerer) (*k8sEventsMetric
 			Help: "Events streams this member leads.", ConstLabels: cl}),
 		handoverTimeouts: c("obs_logs_k8s_events_handover_timeouts_total", "New terms that resumed from an unreleased gossiped point after handover_wait."),
 		refused:          c("obs_logs_k8s_events_refused_total", "Kubernetes events the pipeline refused or failed to store (retried)."),
-		accepted:         c("otelcol_receiver_accepted_log_records", "Log records committed to the WAL."),
 	}
+	// The Collector's receiver counter, shaped as export/ and filelog
+	// register it (help; labels receiver and transport), so every
+	// receiver's series share one family on the registry.
+	accepted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otelcol_receiver_accepted_log_records",
+		Help: "Number of logs items successfully pushed into the pipeline."}, []string{"receiver", "transport"})
+	if reg != nil {
+		var err error
+		if accepted, err = register(reg, accepted); err != nil {
+			return nil, err
+		}
+	}
+	m.accepted = accepted.WithLabelValues(id, "")
 	if reg == nil {
 		return m, nil
 	}
 	for _, col := range []prometheus.Collector{m.received, m.sent, m.skipped, m.relists, m.leaderChanges,
-		m.leader, m.handoverTimeouts, m.refused, m.accepted} {
+		m.leader, m.handoverTimeouts, m.refused} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

@@ -26,12 +26,9 @@ const (
 func (k kind) singular() string { return strings.TrimSuffix(string(k), "s") }
 
 // componentType is one row of the table: how to decode a component's
-// settings, which signals it handles, and whether obs implements it yet.
+// settings and which signals it handles.
 type componentType struct {
 	signals []actors.Signal
-	// later names the issue that implements it; such a type is recognised
-	// by name but refused with "not implemented yet".
-	later string
 	// decode returns the typed, validated settings.
 	decode func(c *config.Component) (any, error)
 }
@@ -55,10 +52,6 @@ func decodeAs[T any](def func() T, validate func(*T) error) func(*config.Compone
 	}
 }
 
-func notYet(issue string, signals ...actors.Signal) componentType {
-	return componentType{signals: signals, later: issue}
-}
-
 // components is the one table of component types, per kind. It is built
 // by a function so that no package-level state can be changed.
 func components() map[kind]map[string]componentType {
@@ -74,7 +67,8 @@ func components() map[kind]map[string]componentType {
 				(*scrape.HostMetricsConfig).Validate)},
 			"kubeletstats": {signals: []actors.Signal{actors.SignalMetrics}, decode: decodeAs(scrape.DefaultKubeletStatsConfig,
 				(*scrape.KubeletStatsConfig).Validate)},
-			"k8s_events": notYet("kubernetes", actors.SignalLogs),
+			"k8s_events": {signals: []actors.Signal{actors.SignalLogs}, decode: decodeAs(logs.DefaultK8sEventsConfig,
+				(*logs.K8sEventsConfig).Validate)},
 		},
 		kindProcessor: {
 			"batch": {signals: allSignals, decode: decodeAs(enrich.DefaultBatchConfig,

@@ -66,12 +66,8 @@ func loadPlan(path string, role Role, dataDir string, lenient bool, lookup func(
 			c := sections[k][id]
 			path := string(k) + "." + id.String()
 			t, ok := table[k][id.Type]
-			switch {
-			case !ok:
+			if !ok {
 				fail(c.Line, path, "unknown %s type %q (known: %s)", k.singular(), id.Type, typeNames(table[k]))
-				continue
-			case t.later != "":
-				fail(c.Line, path, "%s type %q is not implemented yet (issue: %s)", k.singular(), id.Type, t.later)
 				continue
 			}
 			v, err := t.decode(c)
@@ -111,7 +107,7 @@ func loadPlan(path string, role Role, dataDir string, lenient bool, lookup func(
 					kk = kindConnector
 				}
 				t, ok := table[kk][id.Type]
-				if !ok || t.later != "" {
+				if !ok {
 					continue // reported above
 				}
 				if !slices.Contains(t.signals, sig) {

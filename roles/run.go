@@ -295,6 +295,36 @@ func (rt *runtime) gatewayRoute(key string) (string, bool) {
 	return net.JoinHostPort(host, port), true
 }
 
+// eventsDuty ties the Kubernetes-events receiver to the cluster: only the
+// leader among gateways watches, and its resume point is gossiped so the
+// next leader continues where it stopped. A member without a cluster is
+// its own leader and keeps the resume point in memory and in its WAL.
+func (rt *runtime) eventsDuty(cfg *logs.K8sEventsConfig) logs.Duty {
+	if rt.node != nil {
+		return logs.Duty{IsLeader: rt.node.IsLeader, Changed: rt.node.Changed(),
+			GetState: rt.node.State, SetState: rt.node.SetState, Checkpoint: rt.db.Get}
+	}
+	cfg.HandoverWait = 0
+	var mu sync.Mutex
+	state := map[string][]byte{}
+	return logs.Duty{
+		IsLeader: func(string) bool { return true },
+		GetState: func(k string) ([]byte, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			v, ok := state[k]
+			return v, ok
+		},
+		SetState: func(k string, v []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			state[k] = append([]byte(nil), v...)
+			return nil
+		},
+		Checkpoint: rt.db.Get,
+	}
+}
+
 // sharding tells scrape receivers which targets are theirs: gateways
 // share every target by rendezvous over the live gateways, agents keep
 // the targets of their own node, and a member without a cluster keeps all.
@@ -542,6 +572,13 @@ func (rt *runtime) newReceiver(id config.ID, settings any, consume map[actors.Si
 			rt.log.With("component", "receivers."+id.String()), rt.reg)
 	case scrape.KubeletStatsConfig:
 		return scrape.NewKubeletStatsReceiver(id.String(), cfg, consume[actors.SignalMetrics],
+			rt.log.With("component", "receivers."+id.String()), rt.reg)
+	case logs.K8sEventsConfig:
+		client, err := logs.NewKubeClient(cfg.AuthType, "", cfg.Context)
+		if err != nil {
+			return nil, err
+		}
+		return logs.NewK8sEventsReceiver(id.String(), cfg, client, consume[actors.SignalLogs], rt.eventsDuty(&cfg),
 			rt.log.With("component", "receivers."+id.String()), rt.reg)
 	case logs.FilelogConfig:
 		return logs.NewFilelogReceiver(id.String(), cfg, consume[actors.SignalLogs], rt.db.Get,
