@@ -182,3 +182,24 @@ func TestParseProc(t *testing.T) {
 		require.Nil(t, v)
 	})
 }
+
+func TestParseSmaps(t *testing.T) {
+	in := `7f0000000000-7f0004000000 rw-s 00000000 fd:01 123 /data/000001.vlog
+Size:              65536 kB
+Rss:                2048 kB
+7f0004000000-7f0005000000 rw-p 00000000 00:00 0 
+Rss:                4096 kB
+7f0005000000-7f0006000000 r--s 00000000 fd:01 124 /data/000001.vlog
+Rss:                1024 kB
+VmFlags: rd sh mr mw me ms sd
+00400000-00500000 r-xp 00000000 fd:01 99 /usr/bin/obs (deleted)
+Rss:                 512 kB
+`
+	ms, err := parseSmaps(strings.NewReader(in), 2)
+	require.NoError(t, err)
+	require.Equal(t, []mapping{{"[anon]", 4096 << 10}, {"/data/000001.vlog", 3072 << 10}}, ms)
+	all, err := parseSmaps(strings.NewReader(in), 10)
+	require.NoError(t, err)
+	require.Len(t, all, 3)
+	require.Equal(t, "/usr/bin/obs (deleted)", all[2].name)
+}

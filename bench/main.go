@@ -65,6 +65,7 @@ type options struct {
 	perf           string
 	keep           bool
 	scenario       string
+	smaps          bool
 }
 
 // result is one row of the table.
@@ -105,13 +106,14 @@ func run() error {
 	flag.StringVar(&so.vmBin, "vmagent", "", "scrape: vmagent binary (default: $OBS_VMAGENT, else scripts/build-vmagent.sh)")
 	flag.IntVar(&fo.lines, "lines", 1_000_000, "filelog: CRI lines to write")
 	flag.IntVar(&fo.files, "files", 10, "filelog: pod log files the lines are spread over")
+	flag.BoolVar(&o.smaps, "smaps", false, "scrape, filelog: log each system's largest resident mappings at the end of its row")
 	flag.Int64Var(&o.records, "records", 10_000_000, "log records to send to each system")
 	flag.IntVar(&o.senders, "senders", 4, "concurrent gRPC senders, each waiting for its answer")
 	flag.IntVar(&o.batch, "batch", 1000, "log records per export request")
 	flag.IntVar(&o.distinct, "distinct", 64, "distinct pre-generated requests, sent round robin")
 	flag.StringVar(&systemsFlag, "systems", "",
 		"comma-separated systems; otlp: obs, otelcol-noqueue, otelcol-filestorage, otelcol-filestorage-fsync; "+
-			"scrape: obs, vmagent, otelcol; filelog: obs, otelcol-filestorage, otelcol-nostorage (default: the scenario's first three)")
+			"scrape: obs, vmagent, otelcol; filelog: obs, obs-wal64m, otelcol-filestorage, otelcol-nostorage (default: obs and the scenario's peers, without the -fsync and -wal64m variants)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-system limit; a row that exceeds it is aborted")
 	flag.StringVar(&o.obsBin, "obs", "", "obs binary (default: go build the module into the work dir)")
 	flag.StringVar(&o.otelBin, "otelcol", "", "otlp: otelcol binary (default: $OBS_OTELCOL, else scripts/build-otelcol.sh)")

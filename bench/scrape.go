@@ -375,6 +375,9 @@ func scrapeOne(parent context.Context, log *slog.Logger, o options, so scrapeOpt
 	res.sinkSamples, res.sinkBad = sinkSamples(key, sk, rw)
 	rss, rerr := peakRSS(pid)
 	anon, file, serr := rssSplit(pid)
+	if o.smaps {
+		logMappings(log, key, pid)
+	}
 	perf.stop()
 	if err := errors.Join(err, cerr, rerr, serr); err != nil {
 		res.err = err

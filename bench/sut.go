@@ -386,3 +386,69 @@ func (p *perfRecorder) stop() {
 	_ = p.cmd.Process.Signal(os.Interrupt)
 	_ = p.cmd.Wait()
 }
+
+// mapping is one entry of /proc/PID/smaps.
+type mapping struct {
+	name string // file path, [heap], [anon] ...
+	rss  int64  // bytes
+}
+
+// topMappings returns the n mappings of pid with the most resident
+// memory, those of one file summed, largest first.
+func topMappings(pid string, n int) ([]mapping, error) {
+	f, err := os.Open("/proc/" + pid + "/smaps")
+	if err != nil {
+		return nil, fmt.Errorf("read smaps: %w", err)
+	}
+	defer f.Close()
+	return parseSmaps(f, n)
+}
+
+func parseSmaps(r io.Reader, n int) ([]mapping, error) {
+	byName := map[string]int64{}
+	cur := ""
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if k, ok := strings.CutSuffix(f[0], ":"); ok && !strings.Contains(k, "-") {
+			if k == "Rss" && len(f) == 3 {
+				kb, err := strconv.ParseInt(f[1], 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("parse smaps Rss: %w", err)
+				}
+				byName[cur] += kb << 10
+			}
+			continue
+		}
+		// A mapping header: address perms offset dev inode [path].
+		cur = "[anon]"
+		if len(f) >= 6 {
+			cur = strings.Join(f[5:], " ")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("scan smaps: %w", err)
+	}
+	out := make([]mapping, 0, len(byName))
+	for k, v := range byName {
+		out = append(out, mapping{k, v})
+	}
+	slices.SortFunc(out, func(a, b mapping) int { return int(b.rss - a.rss) })
+	return out[:min(n, len(out))], nil
+}
+
+// logMappings logs the largest mappings of pid (for -smaps).
+func logMappings(log *slog.Logger, key, pid string) {
+	ms, err := topMappings(pid, 6)
+	if err != nil {
+		log.Warn("smaps", "system", key, "err", err)
+		return
+	}
+	for _, m := range ms {
+		log.Info("rss by mapping", "system", key, "mapping", m.name, "rss_mib", fmt.Sprintf("%.1f", float64(m.rss)/(1<<20)))
+	}
+}
