@@ -505,8 +505,17 @@ func (rt *runtime) build() error {
 			Receivers: idStrings(pl.Receivers), Processors: idStrings(pl.Processors), Exporters: idStrings(pl.Exporters)})
 	}
 	// Stop order: pipelines that feed connectors (built last) stop first,
-	// each from its head down; connector stages after their feeders.
+	// each from its head down; a connector stops after all its feeders and
+	// before the first pipeline it feeds, so what it holds still has
+	// somewhere to go.
+	stopped := map[config.ID]bool{}
 	for i := len(order) - 1; i >= 0; i-- {
+		for _, r := range p.order[i].Receivers {
+			if ref, ok := connStages[r]; ok && !stopped[r] {
+				stopped[r] = true
+				rt.stopOrder = append(rt.stopOrder, ref)
+			}
+		}
 		rt.stopOrder = append(rt.stopOrder, order[i]...)
 	}
 
