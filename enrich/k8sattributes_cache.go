@@ -129,6 +129,19 @@ func (c *K8sCache) Run(ctx context.Context) error {
 	return nil
 }
 
+// Synced reports whether every informer has listed once: until then
+// k8sattributes passes batches unenriched (or waits), so /readyz says so.
+func (c *K8sCache) Synced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.sets {
+		if !s.hasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *K8sCache) count(kind string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

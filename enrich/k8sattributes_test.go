@@ -252,7 +252,9 @@ func TestK8sAttributesEnrichesEveryWorkload(t *testing.T) {
 	cfg.Filter.Namespace = ns
 	k, err := NewK8sAttributes("k8sattributes", cfg, kc, peerFromCtx, nil, reg)
 	require.NoError(t, err)
+	require.False(t, kc.Synced(), "a cache that has not listed is not synced")
 	runCache(t, kc)
+	require.Eventually(t, kc.Synced, 20*time.Second, 10*time.Millisecond)
 
 	want := func(kind string, p *corev1.Pod) map[string]any {
 		m := map[string]any{
