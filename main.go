@@ -84,6 +84,8 @@ var (
 		Usage: "file of base64 gossip keys, one per line; the first encrypts, all decrypt"}
 	noClusterFlag = &cli.BoolFlag{Name: "no-cluster", EnvVars: env("OBS_NO_CLUSTER"),
 		Usage: "run alone without gossip"}
+	kubeconfigFlag = &cli.StringFlag{Name: "kubeconfig", EnvVars: env("OBS_KUBECONFIG"),
+		Usage: "kubeconfig for components with auth_type: kubeConfig (default $KUBECONFIG); in a pod, serviceAccount needs none"}
 )
 
 func runCommand() *cli.Command {
@@ -91,7 +93,8 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "run pipelines for a role",
 		Flags: []cli.Flag{roleFlag, configFlag, dataDirFlag, adminFlag, nodeNameFlag, logLevelFlag, logFormatFlag,
-			shutdownFlag, clusterBindFlag, clusterAdvertiseFlag, joinFlag, clusterNameFlag, clusterKeyFlag, noClusterFlag},
+			shutdownFlag, clusterBindFlag, clusterAdvertiseFlag, joinFlag, clusterNameFlag, clusterKeyFlag, noClusterFlag,
+			kubeconfigFlag},
 		Action: runAction,
 	}
 }
@@ -104,6 +107,13 @@ func runAction(c *cli.Context) error {
 	role, err := roles.ParseRole(c.String(roleFlag.Name))
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
+	}
+	if kc := c.String(kubeconfigFlag.Name); kc != "" {
+		// client-go's kubeConfig loading reads $KUBECONFIG; the flag is
+		// the laptop and test spelling of it.
+		if err := os.Setenv("KUBECONFIG", kc); err != nil {
+			return cli.Exit("obs: --kubeconfig: "+err.Error(), 2)
+		}
 	}
 	opts := roles.Options{
 		Role:             role,
