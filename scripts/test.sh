@@ -26,5 +26,6 @@ echo "== unit tests (-race)"
 go test -race -timeout 20m $(go list ./... | grep -v /test/) || status=1
 
 echo "== integration tests"
-go test -timeout 30m -p 1 ./test/... || status=1
+# -count=1: these drive real processes and peers; never trust a cached pass.
+go test -count=1 -timeout 30m -p 1 ./test/... || status=1
 exit $status
