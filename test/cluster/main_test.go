@@ -135,16 +135,26 @@ type member struct {
 func newMember(t testing.TB, name, ip string, extraArgs ...string) *member {
 	t.Helper()
 	dir := t.TempDir()
+	// Three distinct ports: a port freed by one freePort call can be
+	// handed out again by the next.
+	ports := map[int]bool{}
+	for len(ports) < 3 {
+		ports[freePort(t, ip)] = true
+	}
+	var p []int
+	for port := range ports {
+		p = append(p, port)
+	}
 	m := &member{
 		t: t, name: name, ip: ip,
-		gossip:    net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))),
-		admin:     net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))),
+		gossip:    net.JoinHostPort(ip, strconv.Itoa(p[0])),
+		admin:     net.JoinHostPort(ip, strconv.Itoa(p[1])),
 		config:    filepath.Join(dir, "obs.yaml"),
 		dataDir:   filepath.Join(dir, "data"),
 		extraArgs: extraArgs,
 		out:       &syncBuffer{},
 	}
-	grpc := net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip)))
+	grpc := net.JoinHostPort(ip, strconv.Itoa(p[2]))
 	cfg := fmt.Sprintf(`receivers:
   otlp:
     protocols:
