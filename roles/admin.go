@@ -97,6 +97,9 @@ func (rt *runtime) problems() []string {
 	if err := rt.db.Healthy(); err != nil {
 		out = append(out, "wal: "+err.Error())
 	}
+	if err := rt.clusterErr.Load(); err != nil {
+		out = append(out, "cluster: "+(*err).Error())
+	}
 	if rt.k8sCache != nil && !rt.k8sCache.Synced() {
 		out = append(out, "k8sattributes: the kubernetes cache has not synced (is the API server reachable, and may this service account list and watch pods, namespaces and replicasets?)")
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,8 +52,10 @@ type runtime struct {
 	heads     map[config.PipelineID]*actors.Ref
 	procFuncs map[config.ID]actors.ProcessFunc
 	k8sCache  *enrich.K8sCache
-	stopOrder []*actors.Ref // upstream first
-	pipeInfo  []pipelineInfo
+	// clusterErr is set when the cluster member stopped with an error.
+	clusterErr atomic.Pointer[error]
+	stopOrder  []*actors.Ref // upstream first
+	pipeInfo   []pipelineInfo
 }
 
 type pipelineInfo struct {
@@ -192,7 +195,15 @@ func (rt *runtime) runAndStop(ctx context.Context, admin *adminServer) error {
 	}
 	start(&recvG, recvFns...)
 	if rt.node != nil {
-		start(&clusterG, rt.node.Run)
+		start(&clusterG, func(ctx context.Context) error {
+			err := rt.node.Run(ctx)
+			if err != nil && ctx.Err() == nil {
+				// The member keeps serving data, but /readyz says why it
+				// is alone (a gossip port in use, a bad key file).
+				rt.clusterErr.Store(&err)
+			}
+			return err
+		})
 	}
 	start(&adminG, admin.Run)
 
