@@ -196,18 +196,6 @@ func label(m *dto.Metric, name string) string {
 // PrintMembers asks a running member's admin port for /cluster and prints
 // the members as a table.
 func PrintMembers(ctx context.Context, w io.Writer, adminAddr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/cluster", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask %s: %w", adminAddr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ask %s: %s", adminAddr, resp.Status)
-	}
 	var view struct {
 		Members []struct {
 			Name    string    `json:"name"`
@@ -219,8 +207,8 @@ func PrintMembers(ctx context.Context, w io.Writer, adminAddr string) error {
 		} `json:"members"`
 		Leaders map[string]string `json:"leaders"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
-		return fmt.Errorf("decode /cluster: %w", err)
+	if err := getJSON(ctx, adminAddr, "/cluster", &view); err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "%-24s %-8s %-8s %-22s %-12s %s\n", "NAME", "ROLE", "STATE", "ADDRESS", "VERSION", "SINCE")
 	for _, m := range view.Members {
@@ -235,21 +223,7 @@ func PrintMembers(ctx context.Context, w io.Writer, adminAddr string) error {
 // PrintTargets asks a running member's Target Allocator API who scrapes
 // what, for one job or all, and prints it.
 func PrintTargets(ctx context.Context, w io.Writer, adminAddr, job string) error {
-	get := func(path string, v any) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("ask %s: %w", adminAddr, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("ask %s%s: %s", adminAddr, path, resp.Status)
-		}
-		return json.NewDecoder(resp.Body).Decode(v)
-	}
+	get := func(path string, v any) error { return getJSON(ctx, adminAddr, path, v) }
 	var jobs []string
 	if job != "" {
 		jobs = []string{job}
@@ -285,6 +259,27 @@ func PrintTargets(ctx context.Context, w io.Writer, adminAddr, job string) error
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// getJSON asks a running member's admin port for path and decodes the
+// JSON answer into v.
+func getJSON(ctx context.Context, adminAddr, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask %s: %w", adminAddr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ask %s%s: %s", adminAddr, path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
 	}
 	return nil
 }

@@ -535,7 +535,7 @@ func (rt *runtime) build() error {
 	for _, id := range sortedIDs(f.Receivers) {
 		heads := map[actors.Signal][]*actors.Ref{}
 		for _, pl := range p.order {
-			if containsID(pl.Receivers, id) {
+			if slices.Contains(pl.Receivers, id) {
 				sig := p.signal[pl.ID]
 				heads[sig] = append(heads[sig], rt.heads[pl.ID])
 			}
@@ -748,7 +748,7 @@ func (rt *runtime) connector(id config.ID, stages map[config.ID]*actors.Ref) (*a
 	}
 	heads := map[string]*actors.Ref{}
 	for _, pl := range rt.plan.order {
-		if containsID(pl.Receivers, id) {
+		if slices.Contains(pl.Receivers, id) {
 			if h, ok := rt.heads[pl.ID]; ok {
 				heads[pl.ID.String()] = h
 			}
@@ -800,15 +800,6 @@ func (rt *runtime) newSender(id config.ID, settings any) (export.Sender, export.
 		return s, ecfg, err
 	}
 	return nil, ecfg, fmt.Errorf("BUG: exporter %s has no sender (%T)", id, settings)
-}
-
-func containsID(ids []config.ID, id config.ID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 func idStrings(ids []config.ID) []string {
