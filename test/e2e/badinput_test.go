@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 // rawCodec sends a []byte as the gRPC message as is, so a test can put
@@ -43,7 +45,7 @@ func (rawCodec) Name() string { return "proto" }
 // TestBadInput sends malformed OTLP to a running obs over HTTP and gRPC:
 // each gets a client error with a message, and obs keeps serving.
 func TestBadInput(t *testing.T) {
-	obs := newObs(t, obsConfig{Exporters: otlpExporter("otlp/nowhere", freeAddr(t)), ExporterIDs: []string{"otlp/nowhere"}})
+	obs := newObs(t, obsConfig{Exporters: otlpExporter("otlp/nowhere", obsproc.Addr(t, "127.0.0.1")), ExporterIDs: []string{"otlp/nowhere"}})
 	obs.Start()
 
 	valid, err := plogotlp.NewExportRequestFromLogs(makeLogs(0, 5)).MarshalProto()
@@ -67,7 +69,7 @@ func TestBadInput(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				req, err := http.NewRequest(http.MethodPost, "http://"+obs.HTTPAddr+"/v1/logs", bytes.NewReader(tc.body))
+				req, err := http.NewRequest(http.MethodPost, "http://"+obs.Addr("http")+"/v1/logs", bytes.NewReader(tc.body))
 				require.NoError(t, err)
 				req.Header.Set("Content-Type", tc.contentType)
 				if tc.encoding != "" {
@@ -93,7 +95,7 @@ func TestBadInput(t *testing.T) {
 	})
 
 	t.Run("grpc", func(t *testing.T) {
-		conn := dial(t, obs.GRPCAddr)
+		conn := dial(t, obs.Addr("grpc"))
 		tests := []struct {
 			name string
 			body []byte
@@ -117,7 +119,7 @@ func TestBadInput(t *testing.T) {
 	})
 
 	// obs still takes good data after all that.
-	_, err = plogotlp.NewGRPCClient(dial(t, obs.GRPCAddr)).Export(context.Background(), plogotlp.NewExportRequestFromLogs(makeLogs(1, 5)))
+	_, err = plogotlp.NewGRPCClient(dial(t, obs.Addr("grpc"))).Export(context.Background(), plogotlp.NewExportRequestFromLogs(makeLogs(1, 5)))
 	require.NoError(t, err)
 	accepted, err := obs.Metric("otelcol_receiver_accepted_log_records")
 	require.NoError(t, err)
@@ -206,7 +208,7 @@ func TestBrokenConfigs(t *testing.T) {
 				return out
 			}
 
-			code, stdout, stderr := runObs(t, 20*time.Second, nil, "validate", "--config", path)
+			code, stdout, stderr := obsproc.Run(t, 20*time.Second, nil, "validate", "--config", path)
 			all := stdout + stderr
 			if tc.wantValidateOK {
 				require.Zero(t, code, "validate output:\n%s", all)
@@ -217,7 +219,7 @@ func TestBrokenConfigs(t *testing.T) {
 				require.Contains(t, all, w)
 			}
 
-			code, stdout, stderr = runObs(t, 20*time.Second, nil, "run", "--config", path, "--data-dir", t.TempDir(),
+			code, stdout, stderr = obsproc.Run(t, 20*time.Second, nil, "run", "--config", path, "--data-dir", t.TempDir(),
 				"--admin-addr", "127.0.0.1:0", "--no-cluster")
 			all = stdout + stderr
 			require.NotZero(t, code, "run output:\n%s", all)
@@ -241,7 +243,7 @@ func TestValidateSeedConfigs(t *testing.T) {
 	for _, name := range []string{"seed-agent.yaml", "seed-gateway.yaml", "seed-clusteragent.yaml"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(root, "config", "testdata", name)
-			code, stdout, stderr := runObs(t, 20*time.Second, env, "validate", "--config", path)
+			code, stdout, stderr := obsproc.Run(t, 20*time.Second, env, "validate", "--config", path)
 			require.Zero(t, code, "validate refused a seed config:\n%s", stderr)
 			require.Contains(t, stdout, "ok:")
 			for line := range strings.SplitSeq(strings.TrimSpace(stderr), "\n") {

@@ -67,7 +67,7 @@ func TestDurabilityAcrossKills(t *testing.T) {
 		ProcessorIDs: []string{"batch"},
 	})
 	obs.Start()
-	client := plogotlp.NewGRPCClient(dial(t, obs.GRPCAddr))
+	client := plogotlp.NewGRPCClient(dial(t, obs.Addr("grpc")))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -44,9 +44,9 @@ func TestInterop(t *testing.T) {
 			}
 			obs := newObs(t, cfg)
 			obs.Start()
-			target := obs.GRPCAddr
+			target := obs.Addr("grpc")
 			if protocol == "http" {
-				target = obs.HTTPAddr
+				target = obs.Addr("http")
 			}
 			fwd := otelpeer.StartForwarder(t, target, protocol, otelpeer.WithoutQueue())
 			conn := dial(t, fwd.GRPCAddr)

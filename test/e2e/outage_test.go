@@ -196,7 +196,7 @@ func TestBackendOutage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, float64(walCap), capacity)
 
-	grpcClient := plogotlp.NewGRPCClient(dial(t, obs.GRPCAddr))
+	grpcClient := plogotlp.NewGRPCClient(dial(t, obs.Addr("grpc")))
 	// The path works before the outage.
 	warm, warmIDs := makeBulkyLogs("warm", 0, 10)
 	_, err = grpcClient.Export(context.Background(), plogotlp.NewExportRequestFromLogs(warm))
@@ -211,7 +211,10 @@ func TestBackendOutage(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); gc.run(ctx, "grpc", batchSize, grpcSend(grpcClient)) }()
-	go func() { defer wg.Done(); hc.run(ctx, "http", batchSize, httpSend("http://"+obs.HTTPAddr+"/v1/logs")) }()
+	go func() {
+		defer wg.Done()
+		hc.run(ctx, "http", batchSize, httpSend("http://"+obs.Addr("http")+"/v1/logs"))
+	}()
 	stopClients := func() {
 		cancel()
 		wg.Wait()
@@ -319,7 +322,7 @@ func TestBacklogMergedUnderBackendLimit(t *testing.T) {
 	obs := newObs(t, obsConfig{Exporters: exp, ExporterIDs: []string{"otlp/sink"}})
 	obs.Start()
 	require.NoError(t, sink.Stop())
-	client := plogotlp.NewGRPCClient(dial(t, obs.GRPCAddr))
+	client := plogotlp.NewGRPCClient(dial(t, obs.Addr("grpc")))
 	var accepted []string
 	for b := range batches {
 		ld, ids := makeBulkyLogs("backlog", b, batchSize)

@@ -20,6 +20,8 @@ import (
 	_ "google.golang.org/grpc/encoding/gzip" // obs compresses with gzip by default
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 const (
@@ -103,7 +105,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		"--log-level", "debug")
 	obs.Start()
 
-	_, err = plogotlp.NewGRPCClient(dial(t, obs.GRPCAddr)).Export(context.Background(),
+	_, err = plogotlp.NewGRPCClient(dial(t, obs.Addr("grpc"))).Export(context.Background(),
 		plogotlp.NewExportRequestFromLogs(makeLogs(0, 5)))
 	require.NoError(t, err)
 	// Both exporters send with their headers, fail, retry, then give up
@@ -117,7 +119,7 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	// The admin port, every page.
 	for _, page := range []string{"/", "/config", "/metrics", "/cluster", "/readyz", "/healthz"} {
-		rsp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + obs.AdminAddr + page)
+		rsp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + obs.AdminAddr() + page)
 		require.NoError(t, err)
 		body, err := io.ReadAll(rsp.Body)
 		rsp.Body.Close()
@@ -129,19 +131,19 @@ func TestSecretsNeverShown(t *testing.T) {
 			require.Contains(t, string(body), "authorization:")
 		}
 	}
-	obs.Stop()
-	out := obs.Output()
+	require.NoError(t, obs.Stop())
+	out := obs.Log()
 	require.Contains(t, out, "level=DEBUG", "obs did not log at debug level")
 	require.Contains(t, out, "backend down for the test", "the backends' errors were not logged")
 	requireNoSecret(t, "obs output", out)
 
 	// validate, on the same config and with the variable set.
-	code, stdout, stderr := runObs(t, 20*time.Second, nil, "validate", "--config", obs.ConfigPath)
+	code, stdout, stderr := obsproc.Run(t, 20*time.Second, nil, "validate", "--config", obs.ConfigPath())
 	require.Zero(t, code, "validate: %s%s", stdout, stderr)
 	requireNoSecret(t, "obs validate", stdout+stderr)
 
 	// Broken configs that hold the secrets, some broken right at them.
-	good, err := os.ReadFile(obs.ConfigPath)
+	good, err := os.ReadFile(obs.ConfigPath())
 	require.NoError(t, err)
 	broken := []struct{ name, from, to string }{
 		{"header value is a list", "api-key: " + httpSecret, "api-key: [" + httpSecret + "]"},
@@ -158,11 +160,11 @@ func TestSecretsNeverShown(t *testing.T) {
 			require.NotEqual(t, string(good), src)
 			path := filepath.Join(dir, fmt.Sprintf("broken-%d.yaml", i))
 			require.NoError(t, os.WriteFile(path, []byte(src), 0o600))
-			code, stdout, stderr := runObs(t, 20*time.Second, nil, "validate", "--config", path)
+			code, stdout, stderr := obsproc.Run(t, 20*time.Second, nil, "validate", "--config", path)
 			require.NotZero(t, code, "validate accepted:\n%s", src)
 			require.Contains(t, stderr, path+":")
 			requireNoSecret(t, "obs validate", stdout+stderr)
-			code, stdout, stderr = runObs(t, 20*time.Second, nil, "run", "--config", path, "--data-dir", t.TempDir(),
+			code, stdout, stderr = obsproc.Run(t, 20*time.Second, nil, "run", "--config", path, "--data-dir", t.TempDir(),
 				"--admin-addr", "127.0.0.1:0", "--no-cluster", "--log-level", "debug")
 			require.NotZero(t, code, "run accepted:\n%s", src)
 			requireNoSecret(t, "obs run", stdout+stderr)
