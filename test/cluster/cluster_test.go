@@ -38,7 +38,7 @@ const steadyFor = 2 * time.Second
 func running(ms []*member) []*member {
 	var out []*member
 	for _, m := range ms {
-		if m.cmd != nil {
+		if m.Running() {
 			out = append(out, m)
 		}
 	}
@@ -48,7 +48,7 @@ func running(ms []*member) []*member {
 func names(ms []*member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
-		out[i] = m.name
+		out[i] = m.Name()
 	}
 	slices.Sort(out)
 	return out
@@ -113,7 +113,7 @@ func steadyLeader(t *testing.T, ms []*member) string {
 
 func byName(ms []*member, name string) *member {
 	for _, m := range ms {
-		if m.name == name {
+		if m.Name() == name {
 			return m
 		}
 	}
@@ -126,18 +126,15 @@ func byName(ms []*member, name string) *member {
 // a member stopped with SIGTERM is seen as "left"; a killed leader is
 // replaced by one leader that everyone names.
 func TestGatewaysOnLoopback(t *testing.T) {
-	var ms []*member
-	for i := range 5 {
-		ms = append(ms, newMember(t, fmt.Sprintf("gw%d", i+1), fmt.Sprintf("127.0.0.%d", i+2), "--cluster-name", "loopback"))
-	}
-	seed := ms[0].gossip
-	for _, m := range ms[1:] {
-		m.extraArgs = append(m.extraArgs, "--join", seed)
+	ms := []*member{newMember(t, "gw1", "127.0.0.2", "", "--cluster-name", "loopback")}
+	seed := ms[0].GossipAddr()
+	for i := 1; i < 5; i++ {
+		ms = append(ms, newMember(t, fmt.Sprintf("gw%d", i+1), fmt.Sprintf("127.0.0.%d", i+2), seed, "--cluster-name", "loopback"))
 	}
 
 	start := time.Now()
 	for _, m := range ms {
-		m.start()
+		m.Start()
 	}
 	started := time.Since(start)
 	took := waitFor(t, convergeWithin, "five members agree on the member list", func() (bool, string) {
@@ -151,7 +148,7 @@ func TestGatewaysOnLoopback(t *testing.T) {
 		require.Equal(t, "loopback", v.Cluster)
 		for _, vm := range v.Members {
 			require.Equal(t, "gateway", vm.Role, "%s sees %s", name, vm.Name)
-			require.Equal(t, byName(ms, vm.Name).gossip, vm.Address, "%s sees %s", name, vm.Name)
+			require.Equal(t, byName(ms, vm.Name).GossipAddr(), vm.Address, "%s sees %s", name, vm.Name)
 		}
 	}
 	leader := steadyLeader(t, ms)
@@ -162,14 +159,14 @@ func TestGatewaysOnLoopback(t *testing.T) {
 		// any time while the others detect the failure.
 		var victim *member
 		for _, m := range ms {
-			if m.name != leader {
+			if m.Name() != leader {
 				victim = m
 				break
 			}
 		}
-		victim.kill()
+		victim.Kill()
 		survivors := running(ms)
-		took := waitFor(t, deadAfter, "survivors see "+victim.name+" dead", func() (bool, string) {
+		took := waitFor(t, deadAfter, "survivors see "+victim.Name()+" dead", func() (bool, string) {
 			if l, why := oneLeader(survivors); l != leader {
 				t.Fatalf("leader changed or disagreed while a non-leader was dying (want %s): %s", leader, why)
 			}
@@ -178,13 +175,13 @@ func TestGatewaysOnLoopback(t *testing.T) {
 				return false, err.Error()
 			}
 			for name, v := range vs {
-				if st, ok := v.states()[victim.name]; ok && st != "dead" {
-					return false, fmt.Sprintf("%s sees %s %q", name, victim.name, st)
+				if st, ok := v.states()[victim.Name()]; ok && st != "dead" {
+					return false, fmt.Sprintf("%s sees %s %q", name, victim.Name(), st)
 				}
 			}
 			return true, ""
 		})
-		t.Logf("%s seen dead by all %d survivors %s after SIGKILL", victim.name, len(survivors), took.Round(time.Millisecond))
+		t.Logf("%s seen dead by all %d survivors %s after SIGKILL", victim.Name(), len(survivors), took.Round(time.Millisecond))
 		ok, why := agreeAlive(survivors, names(survivors))
 		require.True(t, ok, why)
 		require.Equal(t, leader, steadyLeader(t, survivors))
@@ -193,25 +190,25 @@ func TestGatewaysOnLoopback(t *testing.T) {
 	t.Run("SIGTERM the leader is seen as left", func(t *testing.T) {
 		victim := byName(ms, leader)
 		stopped := time.Now()
-		victim.stop()
+		require.NoError(t, victim.Stop())
 		survivors := running(ms)
-		took := waitFor(t, 10*time.Second, "survivors see "+victim.name+" left", func() (bool, string) {
+		took := waitFor(t, 10*time.Second, "survivors see "+victim.Name()+" left", func() (bool, string) {
 			vs, err := views(survivors)
 			if err != nil {
 				return false, err.Error()
 			}
 			for name, v := range vs {
-				st, ok := v.states()[victim.name]
-				require.True(t, ok, "%s forgot %s at once instead of listing it as left", name, victim.name)
-				require.NotEqual(t, "dead", st, "%s sees the gracefully stopped %s as dead", name, victim.name)
+				st, ok := v.states()[victim.Name()]
+				require.True(t, ok, "%s forgot %s at once instead of listing it as left", name, victim.Name())
+				require.NotEqual(t, "dead", st, "%s sees the gracefully stopped %s as dead", name, victim.Name())
 				if st != "left" {
-					return false, fmt.Sprintf("%s sees %s %q", name, victim.name, st)
+					return false, fmt.Sprintf("%s sees %s %q", name, victim.Name(), st)
 				}
 			}
 			return true, ""
 		})
 		t.Logf("%s seen left by all %d survivors %s after its exit (stop took %s)",
-			victim.name, len(survivors), took.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond)-took.Round(time.Millisecond))
+			victim.Name(), len(survivors), took.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond)-took.Round(time.Millisecond))
 		newLeader := steadyLeader(t, survivors)
 		require.NotEqual(t, leader, newLeader)
 		leader = newLeader
@@ -219,28 +216,28 @@ func TestGatewaysOnLoopback(t *testing.T) {
 		vs, err := views(survivors)
 		require.NoError(t, err)
 		for name, v := range vs {
-			require.Equal(t, "left", v.states()[victim.name], "%s", name)
+			require.Equal(t, "left", v.states()[victim.Name()], "%s", name)
 		}
 	})
 
 	t.Run("kill -9 the leader", func(t *testing.T) {
 		victim := byName(ms, leader)
-		victim.kill()
+		victim.Kill()
 		survivors := running(ms)
 		took := waitFor(t, deadAfter, "survivors agree on a new leader", func() (bool, string) {
 			l, why := oneLeader(survivors)
 			if l == "" {
 				return false, why
 			}
-			return l != victim.name, "still " + l
+			return l != victim.Name(), "still " + l
 		})
-		t.Logf("new leader named by all %d survivors %s after SIGKILL of leader %s", len(survivors), took.Round(time.Millisecond), victim.name)
+		t.Logf("new leader named by all %d survivors %s after SIGKILL of leader %s", len(survivors), took.Round(time.Millisecond), victim.Name())
 		vs, err := views(survivors)
 		require.NoError(t, err)
 		for name, v := range vs {
-			require.Equal(t, "dead", v.states()[victim.name], "%s", name)
+			require.Equal(t, "dead", v.states()[victim.Name()], "%s", name)
 		}
-		require.NotEqual(t, victim.name, steadyLeader(t, survivors))
+		require.NotEqual(t, victim.Name(), steadyLeader(t, survivors))
 	})
 }
 
@@ -258,23 +255,23 @@ func writeKeyFile(t *testing.T) string {
 // refused (nobody lists them, they stay alone) and the logs say why.
 func TestRefused(t *testing.T) {
 	key, otherKey := writeKeyFile(t), writeKeyFile(t)
-	a := newMember(t, "a", "127.0.0.2", "--cluster-name", "refusal", "--cluster-key-file", key)
-	a.start()
-	join := []string{"--join", a.gossip}
-	b := newMember(t, "b", "127.0.0.3", append([]string{"--cluster-name", "refusal", "--cluster-key-file", key}, join...)...)
-	b.start()
+	a := newMember(t, "a", "127.0.0.2", "", "--cluster-name", "refusal", "--cluster-key-file", key)
+	a.Start()
+	join := a.GossipAddr()
+	b := newMember(t, "b", "127.0.0.3", join, "--cluster-name", "refusal", "--cluster-key-file", key)
+	b.Start()
 	good := []*member{a, b}
 	waitFor(t, convergeWithin, "a and b agree", func() (bool, string) { return agreeAlive(good, []string{"a", "b"}) })
 
-	wrongName := newMember(t, "wrong-name", "127.0.0.4", append([]string{"--cluster-name", "another", "--cluster-key-file", key}, join...)...)
-	wrongKey := newMember(t, "wrong-key", "127.0.0.5", append([]string{"--cluster-name", "refusal", "--cluster-key-file", otherKey}, join...)...)
-	wrongName.start()
-	wrongKey.start()
+	wrongName := newMember(t, "wrong-name", "127.0.0.4", join, "--cluster-name", "another", "--cluster-key-file", key)
+	wrongKey := newMember(t, "wrong-key", "127.0.0.5", join, "--cluster-name", "refusal", "--cluster-key-file", otherKey)
+	wrongName.Start()
+	wrongKey.Start()
 
 	logs := func(ms ...*member) string {
 		var b strings.Builder
 		for _, m := range ms {
-			b.WriteString(m.out.String())
+			b.WriteString(m.Log())
 		}
 		return b.String()
 	}
@@ -293,18 +290,19 @@ func TestRefused(t *testing.T) {
 	vs, err := views([]*member{a, b, wrongName, wrongKey})
 	require.NoError(t, err)
 	for _, n := range []string{"a", "b"} {
-		require.Equal(t, []string{"a", "b"}, names(memberList(vs[n])), "%s lists a refused member", n)
+		require.Equal(t, []string{"a", "b"}, memberNames(vs[n]), "%s lists a refused member", n)
 	}
 	require.Equal(t, []string{"wrong-name"}, vs["wrong-name"].alive(), "the member of another cluster must stay alone")
 	require.Equal(t, []string{"wrong-key"}, vs["wrong-key"].alive(), "the member with another key must stay alone")
 }
 
-// memberList turns a view's members into stub members (names only).
-func memberList(v clusterView) []*member {
-	out := make([]*member, len(v.Members))
+// memberNames lists the names of a view's members, sorted.
+func memberNames(v clusterView) []string {
+	out := make([]string, len(v.Members))
 	for i, vm := range v.Members {
-		out[i] = &member{name: vm.Name}
+		out[i] = vm.Name
 	}
+	slices.Sort(out)
 	return out
 }
 
