@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/url"
 	"os"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/obs-dev/obs/test/obsproc"
 	"github.com/obs-dev/obs/test/otelpeer"
 )
 
@@ -52,20 +52,20 @@ type taCollector struct {
 	Targets []taGroup `json:"targets"`
 }
 
-// ownership reads GET /jobs/{job}/targets from the gateway at admin and
+// ownership reads GET /jobs/{job}/targets from gateway g and
 // checks it is in the Target Allocator's shape, that every collector's
 // list is also what ?collector_id= answers, and that no target appears
 // twice. It returns target address → collector and the collectors.
-func ownership(admin string) (map[string]string, []string, error) {
+func ownership(g *gateway) (map[string]string, []string, error) {
 	var jobs map[string]map[string]string
-	if err := getJSON(admin, "/jobs", &jobs); err != nil {
+	if err := g.GetJSON("/jobs", &jobs); err != nil {
 		return nil, nil, err
 	}
 	if want := map[string]map[string]string{job: {"_link": "/jobs/" + job + "/targets"}}; !maps.EqualFunc(jobs, want, maps.Equal) {
 		return nil, nil, fmt.Errorf("GET /jobs = %v, want %v", jobs, want)
 	}
 	var raw map[string]json.RawMessage
-	if err := getJSON(admin, "/jobs/"+job+"/targets", &raw); err != nil {
+	if err := g.GetJSON("/jobs/"+job+"/targets", &raw); err != nil {
 		return nil, nil, err
 	}
 	owner := map[string]string{}
@@ -96,7 +96,7 @@ func ownership(admin string) (map[string]string, []string, error) {
 			owner[addr] = name
 		}
 		var own []taGroup
-		if err := getJSON(admin, c.Link, &own); err != nil {
+		if err := g.GetJSON(c.Link, &own); err != nil {
 			return nil, nil, err
 		}
 		if own == nil || len(own) != len(c.Targets) {
@@ -113,26 +113,26 @@ func agree(gws []*gateway, want []string) (map[string]string, bool, string) {
 	var first map[string]string
 	for _, g := range gws {
 		var v clusterView
-		if err := getJSON(g.admin, "/cluster", &v); err != nil {
+		if err := g.GetJSON("/cluster", &v); err != nil {
 			return nil, false, err.Error()
 		}
 		if got := v.alive(); !slices.Equal(got, want) {
-			return nil, false, fmt.Sprintf("%s sees alive %v, want %v", g.name, got, want)
+			return nil, false, fmt.Sprintf("%s sees alive %v, want %v", g.Name(), got, want)
 		}
-		owner, collectors, err := ownership(g.admin)
+		owner, collectors, err := ownership(g)
 		if err != nil {
-			return nil, false, fmt.Sprintf("%s: %v", g.name, err)
+			return nil, false, fmt.Sprintf("%s: %v", g.Name(), err)
 		}
 		if !slices.Equal(collectors, want) {
-			return nil, false, fmt.Sprintf("%s lists collectors %v, want %v", g.name, collectors, want)
+			return nil, false, fmt.Sprintf("%s lists collectors %v, want %v", g.Name(), collectors, want)
 		}
 		if len(owner) != numTargets {
-			return nil, false, fmt.Sprintf("%s lists %d targets, want %d", g.name, len(owner), numTargets)
+			return nil, false, fmt.Sprintf("%s lists %d targets, want %d", g.Name(), len(owner), numTargets)
 		}
 		if first == nil {
 			first = owner
 		} else if !maps.Equal(first, owner) {
-			return nil, false, fmt.Sprintf("%s disagrees with %s on owners", g.name, gws[0].name)
+			return nil, false, fmt.Sprintf("%s disagrees with %s on owners", g.Name(), gws[0].Name())
 		}
 	}
 	return first, true, ""
@@ -141,7 +141,7 @@ func agree(gws []*gateway, want []string) (map[string]string, bool, string) {
 func names(gws ...*gateway) []string {
 	var out []string
 	for _, g := range gws {
-		out = append(out, g.name)
+		out = append(out, g.Name())
 	}
 	sort.Strings(out)
 	return out
@@ -265,11 +265,11 @@ func TestShardedScrapeHandOff(t *testing.T) {
 		fmt.Fprintf(&pc, "          - %q\n", tg.addr)
 	}
 	gw1 := newGateway(t, "gw-1", "127.0.0.2", "", pc.String(), sink.GRPCAddr)
-	gw2 := newGateway(t, "gw-2", "127.0.0.3", gw1.gossip, pc.String(), sink.GRPCAddr)
-	gw3 := newGateway(t, "gw-3", "127.0.0.4", gw1.gossip, pc.String(), sink.GRPCAddr)
-	gw4 := newGateway(t, "gw-4", "127.0.0.5", gw1.gossip, pc.String(), sink.GRPCAddr)
+	gw2 := newGateway(t, "gw-2", "127.0.0.3", gw1.GossipAddr(), pc.String(), sink.GRPCAddr)
+	gw3 := newGateway(t, "gw-3", "127.0.0.4", gw1.GossipAddr(), pc.String(), sink.GRPCAddr)
+	gw4 := newGateway(t, "gw-4", "127.0.0.5", gw1.GossipAddr(), pc.String(), sink.GRPCAddr)
 	for _, g := range []*gateway{gw1, gw2, gw3} {
-		g.start()
+		g.Start()
 	}
 
 	// 1. Three gateways agree on who scrapes what.
@@ -287,10 +287,10 @@ func TestShardedScrapeHandOff(t *testing.T) {
 	t.Logf("targets per gateway: %v", perOwner)
 
 	// obs targets prints every target once.
-	out, err := exec.Command(obsBin, "targets", "--admin-addr", gw3.admin, "--job", job).CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	code, out, stderr := obsproc.Run(t, 20*time.Second, nil, "targets", "--admin-addr", gw3.AdminAddr(), "--job", job)
+	require.Zero(t, code, "obs targets: %s", stderr)
 	for _, tg := range targets {
-		require.Equal(t, 1, strings.Count(string(out), tg.addr+"\n")+strings.Count(string(out), tg.addr+" "), "obs targets lists %s once:\n%s", tg.addr, tail(string(out), 2000))
+		require.Equal(t, 1, strings.Count(out, tg.addr+"\n")+strings.Count(out, tg.addr+" "), "obs targets lists %s once:\n%s", tg.addr, out)
 	}
 
 	// 2. Steady state: 20 intervals untouched.
@@ -303,20 +303,20 @@ func TestShardedScrapeHandOff(t *testing.T) {
 	// 3. kill -9 one gateway.
 	victims := map[string]bool{}
 	for addr, o := range own3 {
-		if o == gw2.name {
+		if o == gw2.Name() {
 			victims[addr] = true
 		}
 	}
 	killedAt := time.Now()
-	gw2.kill()
+	gw2.Kill()
 	detection := waitFor(t, detectWithin, "survivors see gw-2 gone", func() (bool, string) {
 		for _, g := range []*gateway{gw1, gw3} {
 			var v clusterView
-			if err := getJSON(g.admin, "/cluster", &v); err != nil {
+			if err := g.GetJSON("/cluster", &v); err != nil {
 				return false, err.Error()
 			}
-			if slices.Contains(v.alive(), gw2.name) {
-				return false, g.name + " still sees gw-2 alive"
+			if slices.Contains(v.alive(), gw2.Name()) {
+				return false, g.Name() + " still sees gw-2 alive"
 			}
 		}
 		return true, ""
@@ -349,7 +349,7 @@ func TestShardedScrapeHandOff(t *testing.T) {
 
 	// 4. A 4th gateway joins.
 	joinedAt := time.Now()
-	gw4.start()
+	gw4.Start()
 	var own3b map[string]string
 	took = waitFor(t, 30*time.Second, "3 gateways with gw-4 agree on /jobs", func() (bool, string) {
 		o, ok, why := agree([]*gateway{gw1, gw3, gw4}, names(gw1, gw3, gw4))
@@ -361,7 +361,7 @@ func TestShardedScrapeHandOff(t *testing.T) {
 	for addr, o := range own3b {
 		if o != own2[addr] {
 			moved[addr] = true
-			require.Equal(t, gw4.name, o, "target %s moved between old members", addr)
+			require.Equal(t, gw4.Name(), o, "target %s moved between old members", addr)
 		}
 	}
 	bar := int(1.2 / 3 * numTargets)
