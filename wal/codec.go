@@ -69,18 +69,25 @@ func nameKey(name string) []byte { return append([]byte{prefixName}, name...) }
 func kvKey(k []byte) []byte { return append([]byte{prefixKV}, k...) }
 
 // encodeEntry builds the stored value: header followed by the payload,
-// s2-compressed unless compression does not make it smaller.
+// s2-compressed if compress is set and that makes it smaller.
 // buf is reused if it is large enough.
-func encodeEntry(buf, payload []byte, records int, appended time.Time) []byte {
-	bound := s2.MaxEncodedLen(len(payload))
-	if need := headerLen + max(bound, len(payload)); cap(buf) < need {
+func encodeEntry(buf, payload []byte, records int, appended time.Time, compress bool) []byte {
+	need := headerLen + len(payload)
+	if compress {
+		need = headerLen + max(s2.MaxEncodedLen(len(payload)), len(payload))
+	}
+	if cap(buf) < need {
 		buf = make([]byte, need)
 	} else {
 		buf = buf[:need]
 	}
-	codec := codecS2
-	body := s2.Encode(buf[headerLen:headerLen], payload)
-	if len(body) >= len(payload) {
+	codec := codecRaw
+	var body []byte
+	if compress {
+		codec = codecS2
+		body = s2.Encode(buf[headerLen:headerLen], payload)
+	}
+	if !compress || len(body) >= len(payload) {
 		codec = codecRaw
 		body = buf[headerLen : headerLen+copy(buf[headerLen:], payload)]
 	}

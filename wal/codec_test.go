@@ -16,21 +16,27 @@ func TestEntryRoundTrip(t *testing.T) {
 		"compressible": bytes.Repeat([]byte("log line "), 500),
 		"random":       []byte("\x8f\x01\xa0\xff\x00\x13\x77"),
 	} {
-		t.Run(name, func(t *testing.T) {
-			v := encodeEntry(nil, payload, 7, at)
-			h, got, err := decodeEntry(v)
-			require.NoError(t, err)
-			require.Equal(t, payload, got)
-			require.Equal(t, 7, h.records)
-			require.True(t, at.Equal(h.appended))
-			if len(payload) > 100 {
-				require.Equal(t, codecS2, h.codec)
-				require.Less(t, len(v), len(payload)/4)
-			}
-			// Reusing a dirty buffer gives the same bytes.
-			dirty := bytes.Repeat([]byte{0xee}, len(v)*4)
-			require.Equal(t, v, encodeEntry(dirty[:0], payload, 7, at))
-		})
+		for _, compress := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/compress=%v", name, compress), func(t *testing.T) {
+				v := encodeEntry(nil, payload, 7, at, compress)
+				h, got, err := decodeEntry(v)
+				require.NoError(t, err)
+				require.Equal(t, payload, got)
+				require.Equal(t, 7, h.records)
+				require.True(t, at.Equal(h.appended))
+				switch {
+				case !compress:
+					require.Equal(t, codecRaw, h.codec)
+					require.Len(t, v, headerLen+len(payload))
+				case len(payload) > 100:
+					require.Equal(t, codecS2, h.codec)
+					require.Less(t, len(v), len(payload)/4)
+				}
+				// Reusing a dirty buffer gives the same bytes.
+				dirty := bytes.Repeat([]byte{0xee}, len(v)*4)
+				require.Equal(t, v, encodeEntry(dirty[:0], payload, 7, at, compress))
+			})
+		}
 	}
 }
 
@@ -58,8 +64,9 @@ func TestAccountedSizeMatchesBadger(t *testing.T) {
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add(encodeEntry(nil, []byte("hello hello hello hello"), 3, time.Unix(1, 0)))
-	f.Add(encodeEntry(nil, []byte{1, 2, 3}, 1, time.Unix(2, 0)))
+	f.Add(encodeEntry(nil, []byte("hello hello hello hello"), 3, time.Unix(1, 0), true))
+	f.Add(encodeEntry(nil, []byte("hello hello hello hello"), 3, time.Unix(1, 0), false))
+	f.Add(encodeEntry(nil, []byte{1, 2, 3}, 1, time.Unix(2, 0), true))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, v []byte) {
@@ -68,7 +75,7 @@ func FuzzDecodeEntry(f *testing.F) {
 			return
 		}
 		// Whatever decodes re-encodes to something that decodes the same.
-		v2 := encodeEntry(nil, payload, h.records, h.appended)
+		v2 := encodeEntry(nil, payload, h.records, h.appended, h.codec == codecS2)
 		h2, p2, err := decodeEntry(v2)
 		require.NoError(t, err)
 		require.Equal(t, payload, p2)

@@ -84,6 +84,7 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 		}
 	}()
 	now := time.Now()
+	compress := db.compress()
 	r := db.newRequest(len(items))
 	for i, it := range items {
 		if it.Queue == nil || it.Queue.db != db {
@@ -98,7 +99,7 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 		if bp == nil {
 			bp = new([]byte)
 		}
-		v := encodeEntry(*bp, it.Payload, it.Records, now)
+		v := encodeEntry(*bp, it.Payload, it.Records, now, compress)
 		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records, buf: bp,
 			payload: it.Payload, appended: now.UnixNano()})
 		r.reserved += accountedSize(len(v))
@@ -140,6 +141,17 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 	err := db.submit(ctx, r)
 	db.putRequest(r) // the committer is done with r once submit returned
 	return err
+}
+
+// compress says whether an Append now stores its payloads s2-compressed.
+func (db *DB) compress() bool {
+	switch db.cfg.Compression {
+	case CompressS2:
+		return true
+	case CompressNone:
+		return false
+	}
+	return db.used.Load() > db.cfg.compressAutoAbove()
 }
 
 // newRequest takes a request from the pool, or makes one.

@@ -109,6 +109,8 @@ func TestConfigValidate(t *testing.T) {
 		"no interval": {Config{Dir: "/x", MaxBytes: 1}, "gc_interval"},
 		"no tail":     {Config{Dir: "/x", MaxBytes: 1, GCInterval: time.Second}, ""},
 		"neg memory":  {Config{Dir: "/x", MaxBytes: 1, GCInterval: time.Second, MemoryBytes: -1}, "memory_bytes"},
+		"bad codec":   {Config{Dir: "/x", MaxBytes: 1, GCInterval: time.Second, Compression: "zip"}, "compression"},
+		"s2":          {Config{Dir: "/x", MaxBytes: 1, GCInterval: time.Second, Compression: CompressS2}, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -410,6 +412,51 @@ func TestErrFull(t *testing.T) {
 	}
 	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: payload(), Records: 1}}))
 	require.Equal(t, int64(1), q.Stats().Entries)
+}
+
+// CompressAuto stores raw while the queues are short and s2 once they hold
+// more than compressAutoAbove; either way Next returns the payload as
+// appended, also when read back from disk after a reopen.
+func TestCompressAutoCompressesOnceQueued(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig(dir)
+	cfg.MaxBytes = 64 << 20 // compressAutoAbove: 16 MiB
+	cfg.MemoryBytes = 0
+	require.Equal(t, int64(16<<20), cfg.compressAutoAbove())
+	db := openRunning(t, cfg)
+	q := mustQueue(t, db.DB, "q")
+	r := rand.New(rand.NewPCG(5, 6))
+	var payloads [][]byte
+	var grew []int64 // accounted bytes each append added
+	for range 100 {
+		p := logBatch(r, 1000) // ~220 KB, compresses about 2.4x
+		before := q.Stats().Bytes
+		require.NoError(t, db.Append(context.Background(), []Item{{Queue: q, Payload: p, Records: 1000}}))
+		payloads = append(payloads, p)
+		grew = append(grew, q.Stats().Bytes-before)
+		if db.used.Load() > 20<<20 {
+			break
+		}
+	}
+	n := len(grew)
+	require.Greater(t, n, 10)
+	first, last := payloads[0], payloads[n-1]
+	require.Equal(t, accountedSize(headerLen+len(first)), grew[0], "short queue: stored raw")
+	require.Less(t, grew[n-1], int64(len(last))/2, "queue above 16 MiB: stored compressed")
+	db.stop(t)
+
+	cfg.Compression = CompressNone
+	db = openRunning(t, cfg)
+	q = mustQueue(t, db.DB, "q")
+	for i := range n {
+		e := next(t, q)
+		require.Equal(t, payloads[i], e.Payload, "entry %d", i)
+		require.NoError(t, q.Done(e.Seq))
+	}
+	p := logBatch(r, 1000)
+	before := q.Stats().Bytes
+	require.NoError(t, db.Append(context.Background(), []Item{{Queue: q, Payload: p, Records: 1000}}))
+	require.Equal(t, accountedSize(headerLen+len(p)), q.Stats().Bytes-before, "none: raw")
 }
 
 func TestCorruptedEntryIsSkippedAndCounted(t *testing.T) {
