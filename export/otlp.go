@@ -194,15 +194,26 @@ func emptyResponse(s actors.Signal, json bool) []byte {
 // without decoding.
 type rawMsg []byte
 
-// rawCodec is a grpc CodecV2 that passes *rawMsg through untouched and
+// rawParts is an encoded gRPC message in consecutive parts, sent as they
+// are (one buffer each); it is only sent, never received.
+type rawParts [][]byte
+
+// rawCodec is a grpc CodecV2 that passes *rawMsg and *rawParts through untouched and
 // delegates anything else to grpc's proto codec.
 type rawCodec struct{ proto encoding.CodecV2 }
 
 func newRawCodec() rawCodec { return rawCodec{proto: encoding.GetCodecV2("proto")} }
 
 func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if m, ok := v.(*rawMsg); ok {
+	switch m := v.(type) {
+	case *rawMsg:
 		return mem.BufferSlice{mem.SliceBuffer(*m)}, nil
+	case *rawParts:
+		bs := make(mem.BufferSlice, len(*m))
+		for i, p := range *m {
+			bs[i] = mem.SliceBuffer(p)
+		}
+		return bs, nil
 	}
 	return c.proto.Marshal(v)
 }

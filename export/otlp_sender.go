@@ -183,7 +183,26 @@ func (s *OTLPSender) Send(ctx context.Context, sig actors.Signal, payload []byte
 	return res, err
 }
 
+// SendParts implements PartsSender: the parts go to gRPC as one message
+// of several buffers, without a copy into one.
+func (s *OTLPSender) SendParts(ctx context.Context, sig actors.Signal, parts [][]byte) (SendResult, error) {
+	in := rawParts(parts)
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	res, err := s.invoke(ctx, sig, &in)
+	s.m.record(sig, n, res, err)
+	return res, err
+}
+
 func (s *OTLPSender) send(ctx context.Context, sig actors.Signal, payload []byte) (SendResult, error) {
+	in := rawMsg(payload)
+	return s.invoke(ctx, sig, &in)
+}
+
+// invoke sends in, a *rawMsg or *rawParts, as one export request.
+func (s *OTLPSender) invoke(ctx context.Context, sig actors.Signal, in any) (SendResult, error) {
 	if grpcService(sig) == "" {
 		return SendResult{}, Permanent(fmt.Errorf("send: unknown signal %s", sig))
 	}
@@ -195,9 +214,8 @@ func (s *OTLPSender) send(ctx context.Context, sig actors.Signal, payload []byte
 	if s.md != nil {
 		ctx = metadata.NewOutgoingContext(ctx, s.md)
 	}
-	in := rawMsg(payload)
 	var out rawMsg
-	if err := s.cc.Invoke(ctx, grpcMethod(sig), &in, &out, s.callOpts...); err != nil {
+	if err := s.cc.Invoke(ctx, grpcMethod(sig), in, &out, s.callOpts...); err != nil {
 		return SendResult{}, classifyGRPC(sig, s.cfg.Endpoint, err)
 	}
 	ps, err := decodeResponse(sig, out, false)

@@ -224,7 +224,26 @@ type pendingSend struct {
 	signal  actors.Signal
 	seqs    []uint64
 	records int
-	body    []byte
+	// parts are the queued requests merged into this send, in order;
+	// concatenated they are one export request. They are the WAL's
+	// read-only payloads, not copies.
+	parts [][]byte
+	size  int
+}
+
+// send sends the request: parts joined, unless s sends parts as they are.
+func (p *pendingSend) send(ctx context.Context, s Sender) (SendResult, error) {
+	if ps, ok := s.(PartsSender); ok {
+		return ps.SendParts(ctx, p.signal, p.parts)
+	}
+	if len(p.parts) == 1 {
+		return s.Send(ctx, p.signal, p.parts[0])
+	}
+	body := make([]byte, 0, p.size)
+	for _, part := range p.parts {
+		body = append(body, part...)
+	}
+	return s.Send(ctx, p.signal, body)
 }
 
 func (e *Exporter) consume(ctx context.Context) {
@@ -255,13 +274,14 @@ func (e *Exporter) consume(ctx context.Context) {
 				e.deadLetter(next.Seq, 0, next.Records, "undecodable payload: "+derr.Error())
 				continue
 			}
-			if s != p.signal || p.records+next.Records > e.cfg.MaxBatchSize || len(p.body)+len(body) > e.cfg.MaxBatchBytes {
+			if s != p.signal || p.records+next.Records > e.cfg.MaxBatchSize || p.size+len(body) > e.cfg.MaxBatchBytes {
 				carry = &next
 				break
 			}
 			p.seqs = append(p.seqs, next.Seq)
 			p.records += next.Records
-			p.body = append(p.body, body...)
+			p.parts = append(p.parts, body)
+			p.size += len(body)
 		}
 		cancel()
 		if !e.send(ctx, p) {
@@ -283,8 +303,7 @@ func (e *Exporter) start(en wal.Entry) (*pendingSend, error) {
 		e.deadLetter(en.Seq, 0, en.Records, "undecodable payload: "+err.Error())
 		return nil, err
 	}
-	b := make([]byte, 0, len(body))
-	return &pendingSend{signal: s, seqs: []uint64{en.Seq}, records: en.Records, body: append(b, body...)}, nil
+	return &pendingSend{signal: s, seqs: []uint64{en.Seq}, records: en.Records, parts: [][]byte{body}, size: len(body)}, nil
 }
 
 // send delivers p with retries; it returns false only when ctx ended
@@ -293,7 +312,7 @@ func (e *Exporter) send(ctx context.Context, p *pendingSend) bool {
 	sig := p.signal.String()
 	bo := e.cfg.Retry.Backoff()
 	for {
-		res, err := e.sender.Send(ctx, p.signal, p.body)
+		res, err := p.send(ctx, e.sender)
 		if err == nil {
 			e.metrics.sent.WithLabelValues(e.id, sig).Add(float64(int64(p.records) - res.Rejected))
 			if res.Rejected > 0 {

@@ -3,6 +3,7 @@ package export
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -203,4 +204,64 @@ func TestQueueWriterRefusesWhenFull(t *testing.T) {
 	require.ErrorAs(t, lastErr, &re)
 	require.Equal(t, "wal_full", re.Reason)
 	require.Greater(t, testutil.ToFloat64(refused.WithLabelValues("logs", "wal_full")), 0.0)
+}
+
+// The gRPC exporter sends entries merged into one request as the WAL's
+// payloads side by side (PartsSender), and the backend receives them as
+// one request holding every record in order.
+func TestExporterSendsMergedPartsOverGRPC(t *testing.T) {
+	var sk mdSink
+	tr := startReceiver(t, sk.consumers(t), nil)
+	cfg := DefaultOTLPExporterConfig()
+	cfg.Endpoint = tr.grpcAddr
+	cfg.TLS.Insecure = true
+	cfg.Compression = "none"
+	snd, err := NewOTLPSender(cfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err) // the exporter closes it when it stops
+	var _ PartsSender = snd
+
+	db := openWAL(t, t.TempDir())
+	q, err := db.Queue("otlp")
+	require.NoError(t, err)
+	// Queued before the exporter starts, so its first send can merge them.
+	var want []string
+	w := NewQueueWriter("logs", db, []*wal.Queue{q}, 4, NewRefusedCounter(nil))
+	for i := range 5 {
+		b := testBatch(actors.SignalLogs, 10)
+		lrs := b.Logs.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords()
+		for j := range lrs.Len() {
+			body := fmt.Sprintf("entry %d record %d", i, j)
+			lrs.At(j).Body().SetStr(body)
+			want = append(want, body)
+		}
+		b.Raw = mustProto(t, b)
+		env := &actors.Envelope{Batch: b, Ack: actors.NewAck()}
+		w.Consume(context.Background(), env, nil)
+		require.NoError(t, env.Ack.Wait(context.Background()))
+	}
+	w.Flush(context.Background(), nil)
+
+	stop := runExporter(t, NewExporter("otlp", q, snd, ExporterConfig{Consumers: 1, BatchSize: 50, Timeout: time.Second, Retry: fastRetry()}, NewExporterMetrics(nil), nil))
+	defer stop()
+	var got []string
+	requests := 0
+	require.Eventually(t, func() bool {
+		reqs, _ := sk.take()
+		for _, r := range reqs {
+			requests++
+			b, err := decodeProto(actors.SignalLogs, r)
+			require.NoError(t, err)
+			rls := b.Logs.ResourceLogs()
+			for i := range rls.Len() {
+				lrs := rls.At(i).ScopeLogs().At(0).LogRecords()
+				for j := range lrs.Len() {
+					got = append(got, lrs.At(j).Body().Str())
+				}
+			}
+		}
+		return len(got) >= len(want)
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, want, got)
+	require.Equal(t, 1, requests, "5 entries of 10 records merged into one request of 50")
+	require.Eventually(t, func() bool { return q.Stats().Entries == 0 }, 5*time.Second, 5*time.Millisecond)
 }

@@ -23,6 +23,13 @@ type Sender interface {
 	Close() error
 }
 
+// PartsSender is a Sender that takes a request as consecutive parts
+// (whole export requests of one signal, which concatenated are one
+// request) and puts them on the wire without joining them first.
+type PartsSender interface {
+	SendParts(ctx context.Context, s actors.Signal, parts [][]byte) (SendResult, error)
+}
+
 // SendResult is the backend's partial_success answer: items it rejected
 // for good, and why. Retrying does not help them.
 type SendResult struct {
