@@ -227,3 +227,24 @@ func dial(t *testing.T, addr string) {
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 }
+
+// TestWaitFor returns once the condition holds, and fails the test with
+// the last reason when it never does.
+func TestWaitFor(t *testing.T) {
+	n := 0
+	took := WaitFor(t, 5*time.Second, "third poll", func() (bool, string) {
+		n++
+		return n == 3, fmt.Sprintf("poll %d", n)
+	})
+	require.Equal(t, 3, n)
+	require.GreaterOrEqual(t, took, 2*pollEvery)
+
+	ft := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() { // Fatalf ends this goroutine, as it would end a test
+		defer close(done)
+		WaitFor(ft, 200*time.Millisecond, "never", func() (bool, string) { return false, "still no" })
+	}()
+	<-done
+	require.Equal(t, "never: not within 200ms: still no", ft.fatal())
+}
