@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 const duty = "k8s-events"
@@ -137,7 +139,7 @@ func TestGatewaysOnLoopback(t *testing.T) {
 		m.Start()
 	}
 	started := time.Since(start)
-	took := waitFor(t, convergeWithin, "five members agree on the member list", func() (bool, string) {
+	took := obsproc.WaitFor(t, convergeWithin, "five members agree on the member list", func() (bool, string) {
 		return agreeAlive(ms, names(ms))
 	})
 	t.Logf("converged %s after the last start (starting five took %s)", took.Round(time.Millisecond), started.Round(time.Millisecond))
@@ -166,7 +168,7 @@ func TestGatewaysOnLoopback(t *testing.T) {
 		}
 		victim.Kill()
 		survivors := running(ms)
-		took := waitFor(t, deadAfter, "survivors see "+victim.Name()+" dead", func() (bool, string) {
+		took := obsproc.WaitFor(t, deadAfter, "survivors see "+victim.Name()+" dead", func() (bool, string) {
 			if l, why := oneLeader(survivors); l != leader {
 				t.Fatalf("leader changed or disagreed while a non-leader was dying (want %s): %s", leader, why)
 			}
@@ -192,7 +194,7 @@ func TestGatewaysOnLoopback(t *testing.T) {
 		stopped := time.Now()
 		require.NoError(t, victim.Stop())
 		survivors := running(ms)
-		took := waitFor(t, 10*time.Second, "survivors see "+victim.Name()+" left", func() (bool, string) {
+		took := obsproc.WaitFor(t, 10*time.Second, "survivors see "+victim.Name()+" left", func() (bool, string) {
 			vs, err := views(survivors)
 			if err != nil {
 				return false, err.Error()
@@ -224,7 +226,7 @@ func TestGatewaysOnLoopback(t *testing.T) {
 		victim := byName(ms, leader)
 		victim.Kill()
 		survivors := running(ms)
-		took := waitFor(t, deadAfter, "survivors agree on a new leader", func() (bool, string) {
+		took := obsproc.WaitFor(t, deadAfter, "survivors agree on a new leader", func() (bool, string) {
 			l, why := oneLeader(survivors)
 			if l == "" {
 				return false, why
@@ -261,7 +263,7 @@ func TestRefused(t *testing.T) {
 	b := newMember(t, "b", "127.0.0.3", join, "--cluster-name", "refusal", "--cluster-key-file", key)
 	b.Start()
 	good := []*member{a, b}
-	waitFor(t, convergeWithin, "a and b agree", func() (bool, string) { return agreeAlive(good, []string{"a", "b"}) })
+	obsproc.WaitFor(t, convergeWithin, "a and b agree", func() (bool, string) { return agreeAlive(good, []string{"a", "b"}) })
 
 	wrongName := newMember(t, "wrong-name", "127.0.0.4", join, "--cluster-name", "another", "--cluster-key-file", key)
 	wrongKey := newMember(t, "wrong-key", "127.0.0.5", join, "--cluster-name", "refusal", "--cluster-key-file", otherKey)
@@ -275,12 +277,12 @@ func TestRefused(t *testing.T) {
 		}
 		return b.String()
 	}
-	waitFor(t, 15*time.Second, "a log line refusing the other cluster name", func() (bool, string) {
+	obsproc.WaitFor(t, 15*time.Second, "a log line refusing the other cluster name", func() (bool, string) {
 		l := logs(a, b, wrongName)
 		return strings.Contains(l, "refusing member wrong-name: cluster name") ||
 			strings.Contains(l, "refusing member a: cluster name") || strings.Contains(l, "refusing member b: cluster name"), "no such line yet"
 	})
-	waitFor(t, 15*time.Second, "a log line about the wrong gossip key", func() (bool, string) {
+	obsproc.WaitFor(t, 15*time.Second, "a log line about the wrong gossip key", func() (bool, string) {
 		return strings.Contains(logs(a, b, wrongKey), "could not be decrypted: wrong or missing cluster key"), "no such line yet"
 	})
 	t.Log("refusal lines:\n" + grepLines(logs(a, b, wrongName, wrongKey), "refusing member", "could not be decrypted"))

@@ -9,7 +9,6 @@ package cluster
 import (
 	"sort"
 	"testing"
-	"time"
 
 	"github.com/obs-dev/obs/test/obsproc"
 )
@@ -100,23 +99,4 @@ func views(ms []*member) (map[string]clusterView, error) {
 		out[m.Name()] = v
 	}
 	return out, nil
-}
-
-// waitFor polls cond every 50ms until it holds or within passes; it
-// returns how long that took, and fails the test with the last reason.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	reason := "never evaluated"
-	for {
-		ok, why := cond()
-		if ok {
-			return time.Since(start)
-		}
-		reason = why
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %s: %s", what, within, reason)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

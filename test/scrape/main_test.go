@@ -79,25 +79,6 @@ func (v clusterView) alive() []string {
 	return out
 }
 
-// waitFor polls cond every 50ms until it holds or within passes; it
-// returns how long that took, and fails the test with the last reason.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	reason := "never evaluated"
-	for {
-		ok, why := cond()
-		if ok {
-			return time.Since(start)
-		}
-		reason = why
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %s: %s", what, within, reason)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // target is one synthetic scrape target: an HTTP server on its own
 // loopback address that records the time of every scrape.
 type target struct {

@@ -274,7 +274,7 @@ func TestShardedScrapeHandOff(t *testing.T) {
 
 	// 1. Three gateways agree on who scrapes what.
 	var own3 map[string]string
-	took := waitFor(t, 30*time.Second, "3 gateways agree on /jobs", func() (bool, string) {
+	took := obsproc.WaitFor(t, 30*time.Second, "3 gateways agree on /jobs", func() (bool, string) {
 		o, ok, why := agree([]*gateway{gw1, gw2, gw3}, names(gw1, gw2, gw3))
 		own3 = o
 		return ok, why
@@ -309,7 +309,7 @@ func TestShardedScrapeHandOff(t *testing.T) {
 	}
 	killedAt := time.Now()
 	gw2.Kill()
-	detection := waitFor(t, detectWithin, "survivors see gw-2 gone", func() (bool, string) {
+	detection := obsproc.WaitFor(t, detectWithin, "survivors see gw-2 gone", func() (bool, string) {
 		for _, g := range []*gateway{gw1, gw3} {
 			var v clusterView
 			if err := g.GetJSON("/cluster", &v); err != nil {
@@ -322,7 +322,7 @@ func TestShardedScrapeHandOff(t *testing.T) {
 		return true, ""
 	})
 	var own2 map[string]string
-	waitFor(t, 10*time.Second, "survivors agree on /jobs", func() (bool, string) {
+	obsproc.WaitFor(t, 10*time.Second, "survivors agree on /jobs", func() (bool, string) {
 		o, ok, why := agree([]*gateway{gw1, gw3}, names(gw1, gw3))
 		own2 = o
 		return ok, why
@@ -333,7 +333,7 @@ func TestShardedScrapeHandOff(t *testing.T) {
 		}
 	}
 	// Every victim is scraped again.
-	waitFor(t, 3*interval+handoffDelay+reloadSlack, "victims scraped again", func() (bool, string) {
+	obsproc.WaitFor(t, 3*interval+handoffDelay+reloadSlack, "victims scraped again", func() (bool, string) {
 		for _, tg := range targets {
 			if !victims[tg.addr] {
 				continue
@@ -351,7 +351,7 @@ func TestShardedScrapeHandOff(t *testing.T) {
 	joinedAt := time.Now()
 	gw4.Start()
 	var own3b map[string]string
-	took = waitFor(t, 30*time.Second, "3 gateways with gw-4 agree on /jobs", func() (bool, string) {
+	took = obsproc.WaitFor(t, 30*time.Second, "3 gateways with gw-4 agree on /jobs", func() (bool, string) {
 		o, ok, why := agree([]*gateway{gw1, gw3, gw4}, names(gw1, gw3, gw4))
 		own3b = o
 		return ok, why
