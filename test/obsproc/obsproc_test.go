@@ -105,15 +105,18 @@ func TestStartKillRestartStop(t *testing.T) {
 }
 
 // TestClusterAndSignal: with Cluster, a member gossips on its own port and
-// a second one joins it (both list each other on /cluster); Signal and
-// Wait see a SIGTERM through to a clean exit.
+// a second one joins it (both list each other on /cluster); an OBS_*
+// setting of the test's environment does not reach them, one in
+// Options.Env does; Signal and Wait see a SIGTERM through to a clean exit.
 func TestClusterAndSignal(t *testing.T) {
+	t.Setenv("OBS_CLUSTER_NAME", "from-the-shell")
 	a := Start(t, Options{Name: "a", Role: "gateway", IP: "127.0.0.2", Cluster: true, Config: logsConfig})
 	b := Start(t, Options{Name: "b", Role: "gateway", IP: "127.0.0.3", Cluster: true, Join: []string{a.GossipAddr()}, Config: logsConfig})
 	require.True(t, strings.HasPrefix(a.GossipAddr(), "127.0.0.2:"), a.GossipAddr())
 	require.NotEqual(t, a.GossipAddr(), a.AdminAddr())
 
 	type view struct {
+		Cluster string `json:"cluster"`
 		Members []struct {
 			Name  string `json:"name"`
 			State string `json:"state"`
@@ -129,6 +132,13 @@ func TestClusterAndSignal(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "a and b do not list each other within 15s: %v %v %+v %+v", errA, errB, va, vb)
 		time.Sleep(100 * time.Millisecond)
 	}
+	var v view
+	require.NoError(t, a.GetJSON("/cluster", &v))
+	require.Equal(t, "obs", v.Cluster, "the default, not OBS_CLUSTER_NAME of the test's environment")
+	c := Start(t, Options{Name: "c", Role: "gateway", IP: "127.0.0.4", Cluster: true, Config: logsConfig,
+		Env: []string{"OBS_CLUSTER_NAME=from-options"}})
+	require.NoError(t, c.GetJSON("/cluster", &v))
+	require.Equal(t, "from-options", v.Cluster)
 
 	require.NoError(t, b.Signal(syscall.SIGTERM))
 	st, err := b.Wait(30 * time.Second)

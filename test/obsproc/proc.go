@@ -54,8 +54,8 @@ type Options struct {
 	Join []string
 	// DataDir is --data-dir; default a fresh temp dir of the test.
 	DataDir string
-	// Env is added to the environment (which has no proxy and no
-	// OTEL_EXPORTER_OTLP_ENDPOINT).
+	// Env is added to the environment, which is the test's without OBS_*
+	// and KUBECONFIG, and without proxies (see environ).
 	Env []string
 	// Args are more flags of "obs run", after the ones set here.
 	Args []string
@@ -191,9 +191,7 @@ func (p *Proc) Start() {
 	p.starts++
 	fmt.Fprintf(p.log, "----- start %d: obs %s\n", p.starts, strings.Join(args, " "))
 	cmd.Stdout, cmd.Stderr = p.log, p.log
-	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=", "NO_PROXY=*", "no_proxy=*",
-		"HTTP_PROXY=", "HTTPS_PROXY=", "http_proxy=", "https_proxy=")
-	cmd.Env = append(cmd.Env, p.opts.Env...)
+	cmd.Env = environ(p.opts.Env)
 	if err := cmd.Start(); err != nil {
 		p.mu.Unlock()
 		p.tb.Fatalf("obsproc: start %s: %v", p.opts.Name, err)

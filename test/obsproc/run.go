@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,7 +11,7 @@ import (
 )
 
 // Run runs obs with args to completion (e.g. "validate", "targets") with
-// env added to the environment, and returns its exit code, stdout and
+// env added to the environment (as in Options.Env), and returns its exit code, stdout and
 // stderr. The test fails if it does not exit within timeout or cannot be
 // run at all.
 func Run(tb testing.TB, timeout time.Duration, env []string, args ...string) (code int, stdout, stderr string) {
@@ -23,8 +22,7 @@ func Run(tb testing.TB, timeout time.Duration, env []string, args ...string) (co
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	cmd.Env = append(os.Environ(), "NO_PROXY=*", "no_proxy=*")
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = environ(env)
 	err := cmd.Run()
 	if ctx.Err() != nil {
 		tb.Fatalf("obsproc: obs %s did not exit within %s; stderr:\n%s", strings.Join(args, " "), timeout, tail(e.String(), errTail))
