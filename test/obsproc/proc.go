@@ -54,8 +54,8 @@ type Options struct {
 	Join []string
 	// DataDir is --data-dir; default a fresh temp dir of the test.
 	DataDir string
-	// Env is added to the environment, which is the test's without OBS_*
-	// and KUBECONFIG, and without proxies (see environ).
+	// Env is added to the environment, which is the test's without the
+	// variables obs's flags read, KUBECONFIG and proxies (see environ).
 	Env []string
 	// Args are more flags of "obs run", after the ones set here.
 	Args []string
