@@ -220,7 +220,7 @@ func newHMMetrics(reg prometheus.Registerer, id, kind string) (*hmMetrics, error
 		accepted: accepted,
 		refused:  refused,
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "obs_scrape_" + kind + "_errors_total", Help: "Failed reads, by scraper (hostmetrics: muted process errors excluded; kubeletstats: scraper=kubelet).",
+			Name: "obs_scrape_" + kind + "_errors_total", Help: "Failed reads, by scraper (hostmetrics: muted process errors excluded; kubeletstats: scraper=kubelet, or metadata for a container or volume skipped because /pods did not know it).",
 		}, []string{"scraper"}),
 		collections: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "obs_scrape_" + kind + "_collection_duration_seconds", Help: "Time one collection took.",

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,6 +151,11 @@ func (c *KubeletStatsConfig) Validate() error {
 
 // url is the summary URL: https unless auth_type none, as the Collector.
 func (c *KubeletStatsConfig) url() (string, error) {
+	return c.path("/stats/summary")
+}
+
+// path is the URL of the kubelet's endpoint p (/stats/summary, /pods).
+func (c *KubeletStatsConfig) path(p string) (string, error) {
 	ep := c.Endpoint
 	if !strings.Contains(ep, "://") {
 		scheme := "https://"
@@ -165,7 +171,7 @@ func (c *KubeletStatsConfig) url() (string, error) {
 	if u.Host == "" {
 		return "", fmt.Errorf("no host in %q", c.Endpoint)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/stats/summary"
+	u.Path = strings.TrimSuffix(u.Path, "/") + p
 	return u.String(), nil
 }
 
@@ -175,6 +181,7 @@ type KubeletStatsReceiver struct {
 	id      string
 	cfg     KubeletStatsConfig
 	url     string
+	podsURL string
 	client  *http.Client
 	groups  map[string]bool
 	on      map[string]bool
@@ -203,6 +210,7 @@ func NewKubeletStatsReceiver(id string, cfg KubeletStatsConfig, consume func(ctx
 		return nil, fmt.Errorf("kubeletstats %s: %w", id, err)
 	}
 	u, _ := cfg.url()
+	podsURL, _ := cfg.path("/pods")
 	tc := &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // the Collector's insecure_skip_verify, the user's choice
 	ca := cfg.CAFile
 	if ca == "" && cfg.AuthType == "serviceAccount" && !cfg.InsecureSkipVerify {
@@ -240,7 +248,7 @@ func NewKubeletStatsReceiver(id string, cfg KubeletStatsConfig, consume func(ctx
 		groups[g] = true
 	}
 	return &KubeletStatsReceiver{
-		id: id, cfg: cfg, url: u, client: &http.Client{Transport: tr, Timeout: timeout},
+		id: id, cfg: cfg, url: u, podsURL: podsURL, client: &http.Client{Transport: tr, Timeout: timeout},
 		groups: groups, on: hmEnabled(cfg.Metrics, kubeletDefs),
 		consume: consume, log: log.With("receiver", id), m: m,
 	}, nil
@@ -295,47 +303,75 @@ func (r *KubeletStatsReceiver) pollOnce(ctx context.Context) {
 	r.m.accepted.Add(float64(n))
 }
 
-// maxSummaryBytes bounds one /stats/summary body (a node of 250 pods
-// sends a few MB).
+// maxSummaryBytes bounds one /stats/summary or /pods body (a node of
+// 250 pods sends a few MB).
 const maxSummaryBytes = 64 << 20
 
 func (r *KubeletStatsReceiver) poll(ctx context.Context) (pmetric.Metrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	var meta *kubeletPodMeta
+	if len(r.cfg.ExtraMetadataLabels) > 0 {
+		// /pods first, as the Collector: a container that starts between the
+		// two requests is skipped this time rather than sent without its ID.
+		body, err := r.get(ctx, r.podsURL)
+		if err != nil {
+			return pmetric.Metrics{}, fmt.Errorf("pods: %w", err)
+		}
+		if meta, err = newKubeletPodMeta(body, r.cfg.ExtraMetadataLabels); err != nil {
+			return pmetric.Metrics{}, err
+		}
+	}
+	body, err := r.get(ctx, r.url)
 	if err != nil {
-		return pmetric.Metrics{}, fmt.Errorf("build request: %w", err)
+		return pmetric.Metrics{}, fmt.Errorf("summary: %w", err)
+	}
+	return kubeletMetrics(body, r.groups, r.on, meta, time.Now(), func(err error) {
+		// the Collector skips these too; a container that is still starting
+		// is routine, so count rather than warn on every poll
+		r.m.errors.WithLabelValues("metadata").Inc()
+		r.log.Debug("kubelet stats skipped: no metadata", "err", err)
+	})
+}
+
+// get fetches one kubelet document with the configured authentication.
+func (r *KubeletStatsReceiver) get(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if r.cfg.AuthType == "serviceAccount" {
 		// read each time: the kubelet rotates projected tokens
 		tok, err := os.ReadFile(r.cfg.serviceAccountDir + "/token")
 		if err != nil {
-			return pmetric.Metrics{}, fmt.Errorf("read service account token: %w", err)
+			return nil, fmt.Errorf("read service account token: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return pmetric.Metrics{}, fmt.Errorf("get summary: %w", err)
+		return nil, fmt.Errorf("get: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxSummaryBytes+1))
 	if err != nil {
-		return pmetric.Metrics{}, fmt.Errorf("read summary: %w", err)
+		return nil, fmt.Errorf("read: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return pmetric.Metrics{}, fmt.Errorf("get summary: status %s", resp.Status)
+		return nil, fmt.Errorf("get: status %s", resp.Status)
 	}
 	if len(body) > maxSummaryBytes {
-		return pmetric.Metrics{}, fmt.Errorf("read summary: larger than %d bytes", maxSummaryBytes)
+		return nil, fmt.Errorf("read: larger than %d bytes", maxSummaryBytes)
 	}
-	return kubeletMetrics(body, r.groups, r.on, time.Now())
+	return body, nil
 }
 
 const kubeletScope = "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/kubeletstatsreceiver"
 
 // kubeletMetrics turns a summary document into metrics: one resource
-// per node, pod, container and volume, as the Collector.
-func kubeletMetrics(body []byte, groups, on map[string]bool, now time.Time) (pmetric.Metrics, error) {
+// per node, pod, container and volume, as the Collector. meta (nil
+// without extra_metadata_labels) adds container.id and k8s.volume.type;
+// a container or volume it does not know is skipped and handed to skip.
+func kubeletMetrics(body []byte, groups, on map[string]bool, meta *kubeletPodMeta, now time.Time, skip func(error)) (pmetric.Metrics, error) {
 	var s kubeletSummary
 	if err := json.Unmarshal(body, &s); err != nil {
 		return pmetric.Metrics{}, fmt.Errorf("decode summary: %w", err)
@@ -367,13 +403,23 @@ func kubeletMetrics(body []byte, groups, on map[string]bool, now time.Time) (pme
 		}
 		if groups["container"] {
 			for _, c := range p.Containers {
-				set := newSet(c.StartTime, append(append([]string(nil), pod...), "k8s.container.name", c.Name)...)
+				extra, err := meta.containerAttrs(p.PodRef.UID, c.Name)
+				if err != nil {
+					skip(err)
+					continue
+				}
+				set := newSet(c.StartTime, slices.Concat(pod, []string{"k8s.container.name", c.Name}, extra)...)
 				kubeletCommon(set, "container.", c.CPU, c.Memory, c.Rootfs, c.StartTime, now, ts)
 			}
 		}
 		if groups["volume"] {
 			for _, v := range p.Volumes {
-				set := newSet(p.StartTime, append(append([]string(nil), pod...), "k8s.volume.name", v.Name)...)
+				extra, err := meta.volumeAttrs(p.PodRef.UID, v.Name)
+				if err != nil {
+					skip(err)
+					continue
+				}
+				set := newSet(p.StartTime, slices.Concat(pod, []string{"k8s.volume.name", v.Name}, extra)...)
 				set.now = ts(v.Time)
 				intp(set, "k8s.volume.available", v.AvailableBytes)
 				intp(set, "k8s.volume.capacity", v.CapacityBytes)

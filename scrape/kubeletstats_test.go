@@ -28,15 +28,27 @@ import (
 
 // kubeletServer stands in for a kubelet, which cannot run here: it serves
 // a recorded /stats/summary (testdata/kubelet/summary.json, in the
-// kubelet's stats/v1alpha1 Summary shape) over TLS to callers that send
-// the bearer token.
+// kubelet's stats/v1alpha1 Summary shape) and /pods (testdata/kubelet/
+// pods.json, the kubelet's core/v1 PodList of the same two pods) over TLS
+// to callers that send the bearer token.
 func kubeletServer(t *testing.T, token string) (*httptest.Server, *atomic.Int64) {
+	srv, denied, _ := kubeletServerPods(t, token)
+	return srv, denied
+}
+
+// kubeletServerPods is kubeletServer that also counts /pods requests.
+func kubeletServerPods(t *testing.T, token string) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
 	t.Helper()
-	body, err := os.ReadFile("testdata/kubelet/summary.json")
-	require.NoError(t, err)
-	var denied atomic.Int64
+	docs := map[string][]byte{}
+	for path, file := range map[string]string{"/stats/summary": "summary.json", "/pods": "pods.json"} {
+		body, err := os.ReadFile(filepath.Join("testdata", "kubelet", file))
+		require.NoError(t, err)
+		docs[path] = body
+	}
+	var denied, pods atomic.Int64
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/stats/summary" {
+		body, ok := docs[r.URL.Path]
+		if !ok {
 			http.NotFound(w, r)
 			return
 		}
@@ -45,11 +57,14 @@ func kubeletServer(t *testing.T, token string) (*httptest.Server, *atomic.Int64)
 			http.Error(w, "Unauthorized", http.StatusUnauthorized)
 			return
 		}
+		if r.URL.Path == "/pods" {
+			pods.Add(1)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, &denied
+	return srv, &denied, &pods
 }
 
 // saDir writes a service account token file.
@@ -176,7 +191,7 @@ func TestKubeletStatsAuthAndTLS(t *testing.T) {
 		runFor(t, r.Run, func() bool { return sink.n() > 0 }, 5*time.Second)
 		require.Equal(t, 1, sink.n())
 		got := hmPoints(sink.batches[0])
-		require.Len(t, got["k8s.volume.available"], 3)
+		require.Len(t, got["k8s.volume.available"], 4)
 		require.Empty(t, got["k8s.node.cpu.time"], "node group is off")
 		for _, p := range got["k8s.volume.inodes.used"] {
 			if hmAttr(p.res, "k8s.volume.name") == "config-volume" {
@@ -267,7 +282,7 @@ func FuzzKubeletSummary(f *testing.F) {
 		on[n] = true
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		md, err := kubeletMetrics(b, groups, on, time.Now())
+		md, err := kubeletMetrics(b, groups, on, nil, time.Now(), func(error) {})
 		if err == nil {
 			_ = md.DataPointCount()
 		}
