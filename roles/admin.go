@@ -23,8 +23,9 @@ import (
 // adminServer is the one admin port: /metrics, /healthz, /readyz,
 // /config, /cluster and a status page.
 type adminServer struct {
-	ln  net.Listener
-	srv *http.Server
+	ln    net.Listener
+	srv   *http.Server
+	rates *rates
 }
 
 func (rt *runtime) newAdmin() (*adminServer, error) {
@@ -66,8 +67,9 @@ func (rt *runtime) newAdmin() (*adminServer, error) {
 	mux.Handle("GET /jobs", ta)
 	mux.Handle("GET /jobs/", ta)
 	mux.Handle("GET /scrape_configs", ta)
-	mux.HandleFunc("GET /{$}", rt.statusPage)
-	return &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+	rs := newRates(rt.rateCounters)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { rt.statusPage(w, rs) })
+	return &adminServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, rates: rs}, nil
 }
 
 func (a *adminServer) Addr() string { return a.ln.Addr().String() }
@@ -75,6 +77,9 @@ func (a *adminServer) Addr() string { return a.ln.Addr().String() }
 func (a *adminServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
+	rctx, stopRates := context.WithCancel(ctx)
+	defer stopRates()
+	go a.rates.run(rctx)
 	select {
 	case err := <-errc:
 		return err
@@ -110,10 +115,17 @@ func (rt *runtime) problems() []string {
 }
 
 type queueRow struct {
-	Name                     string
-	Entries, Bytes, Dead     int64
-	Oldest                   string
-	Sent, Failed, DeadLetter float64
+	Name                 string
+	Entries, Bytes, Dead int64
+	Oldest               string
+	Sent, Failed         float64
+	// Per second over the last rateWindow; "-" until two samples exist.
+	AppendRate, SentRate, FailedRate string
+}
+
+type pipelineRow struct {
+	pipelineInfo
+	InRate string // records/s accepted by the pipeline's receivers
 }
 
 var statusTmpl = template.Must(template.New("status").Parse(`<!doctype html>
@@ -124,10 +136,11 @@ td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f3f
 <body><h1>obs {{.Node}}</h1>
 <p>role <b>{{.Role}}</b>, version {{.Version}}, up {{.Uptime}}; data goes to {{.Dest}}.
 {{if .Problems}}<span class="bad">Not ready:</span><ul>{{range .Problems}}<li class="bad">{{.}}</li>{{end}}</ul>{{else}}<span class="ok">Ready.</span>{{end}}</p>
-<h2>Pipelines</h2><table><tr><th>pipeline</th><th>receivers</th><th>processors</th><th>exporters</th></tr>
-{{range .Pipelines}}<tr><td>{{.ID}}</td><td>{{range .Receivers}}{{.}} {{end}}</td><td>{{range .Processors}}{{.}} {{end}}</td><td>{{range .Exporters}}{{.}} {{end}}</td></tr>{{end}}</table>
-<h2>Exporter queues (WAL)</h2><table><tr><th>exporter</th><th>entries</th><th>bytes</th><th>oldest</th><th>dead letters</th><th>items sent</th><th>items failed (retried)</th></tr>
-{{range .Queues}}<tr><td>{{.Name}}</td><td>{{.Entries}}</td><td>{{.Bytes}}</td><td>{{.Oldest}}</td><td>{{.Dead}}</td><td>{{printf "%.0f" .Sent}}</td><td>{{printf "%.0f" .Failed}}</td></tr>{{end}}</table>
+<p>Rates are per second over the last {{.Window}}.</p>
+<h2>Pipelines</h2><table><tr><th>pipeline</th><th>receivers</th><th>processors</th><th>exporters</th><th>records/s in</th></tr>
+{{range .Pipelines}}<tr><td>{{.ID}}</td><td>{{range .Receivers}}{{.}} {{end}}</td><td>{{range .Processors}}{{.}} {{end}}</td><td>{{range .Exporters}}{{.}} {{end}}</td><td class="rate">{{.InRate}}</td></tr>{{end}}</table>
+<h2>Exporter queues (WAL)</h2><table><tr><th>exporter</th><th>records/s queued</th><th>records/s sent</th><th>records/s failed</th><th>entries</th><th>bytes</th><th>oldest</th><th>dead letters</th><th>items sent</th><th>items failed (retried)</th></tr>
+{{range .Queues}}<tr><td>{{.Name}}</td><td class="rate">{{.AppendRate}}</td><td class="rate">{{.SentRate}}</td><td class="rate">{{.FailedRate}}</td><td>{{.Entries}}</td><td>{{.Bytes}}</td><td>{{.Oldest}}</td><td>{{.Dead}}</td><td>{{printf "%.0f" .Sent}}</td><td>{{printf "%.0f" .Failed}}</td></tr>{{end}}</table>
 <h2>Mailboxes</h2><table><tr><th>component</th><th>queued</th><th>capacity</th></tr>
 {{range .Mailboxes}}<tr><td>{{.Name}}</td><td>{{.Len}}</td><td>{{.Cap}}</td></tr>{{end}}</table>
 {{if .Members}}<h2>Cluster</h2><table><tr><th>member</th><th>role</th><th>state</th><th>address</th></tr>
@@ -135,13 +148,23 @@ td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f3f
 <p><a href="/metrics">/metrics</a> · <a href="/config">/config</a> · <a href="/cluster">/cluster</a> · <a href="/readyz">/readyz</a></p>
 </body></html>`))
 
-func (rt *runtime) statusPage(w http.ResponseWriter, _ *http.Request) {
+func (rt *runtime) statusPage(w http.ResponseWriter, rs *rates) {
 	sent, failed := rt.counterSums("otelcol_exporter_sent_items_total"), rt.counterSums("otelcol_exporter_send_failed_items_total")
+	rs.sample(time.Now())
+	perSec := rs.perSecond()
 	var queues []queueRow
 	for id, q := range rt.queues {
 		st := q.Stats()
-		queues = append(queues, queueRow{Name: id.String(), Entries: st.Entries, Bytes: st.Bytes, Dead: st.DeadEntries,
-			Oldest: st.OldestAge.Round(time.Millisecond).String(), Sent: sent[id.String()], Failed: failed[id.String()]})
+		name := id.String()
+		queues = append(queues, queueRow{Name: name, Entries: st.Entries, Bytes: st.Bytes, Dead: st.DeadEntries,
+			Oldest: st.OldestAge.Round(time.Millisecond).String(), Sent: sent[name], Failed: failed[name],
+			AppendRate: perSec.format(rateKey(rateAppended, name)),
+			SentRate:   perSec.format(rateKey(rateSent, name)),
+			FailedRate: perSec.format(rateKey(rateFailed, name))})
+	}
+	pipes := make([]pipelineRow, 0, len(rt.pipeInfo))
+	for _, p := range rt.pipeInfo {
+		pipes = append(pipes, pipelineRow{pipelineInfo: p, InRate: perSec.pipelineIn(p)})
 	}
 	sort.Slice(queues, func(i, j int) bool { return queues[i].Name < queues[j].Name })
 	type mbox struct {
@@ -155,7 +178,8 @@ func (rt *runtime) statusPage(w http.ResponseWriter, _ *http.Request) {
 	data := map[string]any{
 		"Node": rt.opts.NodeName, "Role": rt.opts.Role, "Version": rt.opts.Version,
 		"Uptime": time.Since(rt.started).Round(time.Second).String(), "Dest": rt.dest,
-		"Problems": rt.problems(), "Pipelines": rt.pipeInfo, "Queues": queues, "Mailboxes": boxes,
+		"Problems": rt.problems(), "Pipelines": pipes, "Queues": queues, "Mailboxes": boxes,
+		"Window": rateWindow.String(),
 	}
 	if rt.node != nil {
 		data["Members"] = rt.node.Members()
