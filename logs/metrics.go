@@ -7,12 +7,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics of one filelog receiver, labelled by receiver id.
+// laggingFiles bounds obs_logs_file_lag_bytes: a node tails hundreds of
+// pod logs, and a series per file would churn with every pod. The files
+// furthest behind are the ones an operator looks for; the sum and the
+// count of files behind cover the rest.
+const laggingFiles = 10
+
+// metrics of one filelog receiver, labelled by receiver id: bytes and lines
+// read, lag and errors per receiver (one receiver is one group of include
+// patterns), and the lag of the few files furthest behind by path.
 type metrics struct {
 	filesWatched prometheus.Gauge
 	bytesRead    prometheus.Counter
 	linesRead    prometheus.Counter
 	lagBytes     prometheus.Gauge
+	filesBehind  prometheus.Gauge
+	fileLag      *prometheus.GaugeVec // path; only the laggingFiles most behind
 	rotations    prometheus.Counter
 	truncations  prometheus.Counter
 	parseErrors  *prometheus.CounterVec // operator
@@ -39,8 +49,12 @@ func newMetrics(id string, reg prometheus.Registerer) (*metrics, error) {
 		bytesRead:    c("obs_logs_read_bytes_total", "Bytes read from files and committed to the WAL."),
 		linesRead:    c("obs_logs_read_lines_total", "Log records committed to the WAL."),
 		lagBytes:     g("obs_logs_lag_bytes", "Bytes behind the end of the watched files, summed."),
-		rotations:    c("obs_logs_rotations_total", "Files found renamed (rotated) or gone while open."),
-		truncations:  c("obs_logs_truncations_total", "Files found truncated in place (copytruncate); read again from the start."),
+		filesBehind:  g("obs_logs_files_behind", "Watched files with bytes not yet read and committed."),
+		fileLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "obs_logs_file_lag_bytes",
+			Help:        fmt.Sprintf("Bytes behind the end of a file, for the %d files furthest behind (a file caught up loses its series).", laggingFiles),
+			ConstLabels: cl}, []string{"path"}),
+		rotations:   c("obs_logs_rotations_total", "Files found renamed (rotated) or gone while open."),
+		truncations: c("obs_logs_truncations_total", "Files found truncated in place (copytruncate); read again from the start."),
 		parseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obs_logs_parse_errors_total",
 			Help: "Records an operator failed to parse or edit.", ConstLabels: cl}, []string{"operator"}),
 		linesSplit: c("obs_logs_lines_split_total", "Lines longer than max_log_size, split into several records."),
@@ -68,7 +82,7 @@ func newMetrics(id string, reg prometheus.Registerer) (*metrics, error) {
 		if failed, err = register(reg, failed); err != nil {
 			return nil, err
 		}
-		for _, p := range []*prometheus.Gauge{&m.filesWatched, &m.lagBytes, &m.paused} {
+		for _, p := range []*prometheus.Gauge{&m.filesWatched, &m.lagBytes, &m.filesBehind, &m.paused} {
 			if *p, err = register(reg, *p); err != nil {
 				return nil, err
 			}
@@ -82,6 +96,9 @@ func newMetrics(id string, reg prometheus.Registerer) (*metrics, error) {
 			if *p, err = register(reg, *p); err != nil {
 				return nil, err
 			}
+		}
+		if m.fileLag, err = register(reg, m.fileLag); err != nil {
+			return nil, err
 		}
 	}
 	m.accepted = accepted.WithLabelValues(id, "")

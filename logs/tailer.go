@@ -2,6 +2,7 @@ package logs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -123,6 +125,9 @@ type tailer struct {
 
 	lastFileWarn time.Time
 
+	behind   []fileLag // setGauges' scratch
+	lagShown []string  // paths with an obs_logs_file_lag_bytes series
+
 	indexDirty bool
 	deletes    []string // keys of forgotten files
 	extra      []actors.KV
@@ -146,6 +151,8 @@ func newTailer(r *FilelogReceiver) *tailer {
 			t.attrCap++
 		}
 	}
+	// Series of files from an earlier Run of this receiver are stale.
+	r.m.fileLag.Reset()
 	return t
 }
 
@@ -440,13 +447,52 @@ func (t *tailer) fileFailed(e *fileError) {
 // setGauges sets the files-watched and lag gauges, after every poll.
 func (t *tailer) setGauges() {
 	var lag int64
+	t.behind = t.behind[:0]
 	for _, f := range t.files {
-		if f.f != nil && f.size > f.offset {
-			lag += f.size - f.offset
+		if l := f.lag(); l > 0 {
+			lag += l
+			t.behind = append(t.behind, fileLag{f.path, l})
 		}
 	}
-	t.r.m.lagBytes.Set(float64(lag))
-	t.r.m.filesWatched.Set(float64(len(t.files)))
+	m := t.r.m
+	m.lagBytes.Set(float64(lag))
+	m.filesBehind.Set(float64(len(t.behind)))
+	m.filesWatched.Set(float64(len(t.files)))
+
+	// The laggingFiles furthest behind get a series; the others lose theirs.
+	slices.SortFunc(t.behind, func(a, b fileLag) int {
+		if c := cmp.Compare(b.bytes, a.bytes); c != 0 {
+			return c
+		}
+		return strings.Compare(a.path, b.path)
+	})
+	top := t.behind[:min(len(t.behind), laggingFiles)]
+	for _, p := range t.lagShown {
+		if !slices.ContainsFunc(top, func(l fileLag) bool { return l.path == p }) {
+			m.fileLag.DeleteLabelValues(p)
+		}
+	}
+	t.lagShown = t.lagShown[:0]
+	for _, l := range top {
+		m.fileLag.WithLabelValues(l.path).Set(float64(l.bytes))
+		t.lagShown = append(t.lagShown, l.path)
+	}
+}
+
+// fileLag is how far one file is behind.
+type fileLag struct {
+	path  string
+	bytes int64
+}
+
+// lag is how many bytes of the open file are not yet committed: up to the
+// larger of the size seen while reading and the size at this poll's stat
+// (reading stops at a full batch, short of the end).
+func (f *tracked) lag() int64 {
+	if f.f == nil || f.truncated {
+		return 0
+	}
+	return max(f.size, f.statSize, f.offset) - f.offset
 }
 
 // inode identifies a file on its device.
