@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# build-otelcol.sh builds a real OpenTelemetry Collector (core + a few contrib
-# components) with the official builder (ocb), for use as a test peer of obs.
+# build-otelcol.sh builds a real OpenTelemetry Collector with the official
+# builder (ocb), for use as a test or benchmark peer of obs. Without
+# arguments it builds the core peer (OTLP in and out, batch, memory
+# limiter, file exporter, file storage); scripts/build-otelcol-contrib.sh
+# calls it with more contrib components and another name.
 #
-# Output: $HOME/.cache/obs/otelcol-<version>/otelcol; its path is printed as
-# the last line of stdout. All build chatter goes to stderr.
+# Usage: build-otelcol.sh [--name N] [--module M] [--description D] [component...]
+#   component  a contrib module path below opentelemetry-collector-contrib,
+#              e.g. receiver/hostmetricsreceiver; its kind (receiver,
+#              exporter, processor, extension) is its first element. It is
+#              added after the core peer's components of that kind.
 #
-# Idempotent: when the binary exists and reports the expected version the
-# script only prints its path. Parallel callers serialise on a flock so the
-# collector is built once. Generated sources live under the cache directory,
-# never inside the repository.
+# Output: $HOME/.cache/obs/<name>-<version>/<name> (the core peer's name is
+# otelcol, so otelcol-<version>/otelcol); its path is printed as the last
+# line of stdout. All build chatter goes to stderr.
+#
+# Idempotent: the builder manifest of the last successful build is kept
+# next to the binary; when the binary reports the expected version and the
+# manifest is unchanged the script only prints its path, so a rebuild
+# happens only when the version or the component list changes. Parallel
+# callers serialise on a flock so the collector is built once. Generated
+# sources live under the cache directory, never inside the repository.
 #
 # Environment:
 #   OTELCOL_VERSION  collector version to build (default 0.165.0)
@@ -18,19 +30,85 @@
 #   OTELCOL_REBUILD  set to 1 to force a rebuild
 set -euo pipefail
 
+name=otelcol
+module=github.com/obs-dev/otelcol-peer
+description="OpenTelemetry Collector built as a test peer for obs"
+extra=()
+while (($#)); do
+	case "$1" in
+	--name) name="$2"; shift 2 ;;
+	--module) module="$2"; shift 2 ;;
+	--description) description="$2"; shift 2 ;;
+	-*) printf 'build-otelcol: unknown flag %s\n' "$1" >&2; exit 2 ;;
+	receiver/* | exporter/* | processor/* | extension/*) extra+=("$1"); shift ;;
+	*) printf 'build-otelcol: component %s: want receiver/..., exporter/..., processor/... or extension/...\n' "$1" >&2; exit 2 ;;
+	esac
+done
+
 version="${OTELCOL_VERSION:-0.165.0}"
 cache_root="${OBS_CACHE_DIR:-${HOME}/.cache/obs}"
-dir="${cache_root}/otelcol-${version}"
-bin="${dir}/otelcol"
+dir="${cache_root}/${name}-${version}"
+bin="${dir}/${name}"
 
 export CGO_ENABLED=0
 export GOWORK=off
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 
-log() { printf 'build-otelcol: %s\n' "$*" >&2; }
+log() { printf '%s: %s\n' "$(basename "$0" .sh)" "$*" >&2; }
+
+core="go.opentelemetry.io/collector"
+contrib="github.com/open-telemetry/opentelemetry-collector-contrib"
+# Stable core modules (confmap providers) follow 1.x: 0.165.0 pairs with 1.71.0.
+stable="v${OTELCOL_STABLE_VERSION:-1.71.0}"
+
+# The extra components of one kind, as manifest lines.
+extra_of() {
+	local c
+	for c in "${extra[@]+"${extra[@]}"}"; do
+		case "$c" in
+		"$1"/*) printf '  - gomod: %s/%s v%s\n' "${contrib}" "$c" "${version}" ;;
+		esac
+	done
+}
+
+# 1. The builder manifest: the cache key, with the version. Without extra
+# components it is byte for byte the manifest the core peer always had.
+manifest="$(
+	cat <<YAML
+dist:
+  module: ${module}
+  name: ${name}
+  description: ${description}
+  version: ${version}
+  output_path: ${dir}/src
+receivers:
+  - gomod: ${core}/receiver/otlpreceiver v${version}
+$(extra_of receiver)
+exporters:
+  - gomod: ${core}/exporter/otlpexporter v${version}
+  - gomod: ${core}/exporter/otlphttpexporter v${version}
+  - gomod: ${core}/exporter/debugexporter v${version}
+  - gomod: ${contrib}/exporter/fileexporter v${version}
+$(extra_of exporter)
+extensions:
+  - gomod: ${contrib}/extension/storage/filestorage v${version}
+$(extra_of extension)
+processors:
+  - gomod: ${core}/processor/batchprocessor v${version}
+  - gomod: ${core}/processor/memorylimiterprocessor v${version}
+$(extra_of processor)
+providers:
+  - gomod: ${core}/confmap/provider/envprovider ${stable}
+  - gomod: ${core}/confmap/provider/fileprovider ${stable}
+  - gomod: ${core}/confmap/provider/yamlprovider ${stable}
+YAML
+)"
+# $(...) of an empty kind leaves an empty line: drop them
+manifest="$(printf '%s\n' "${manifest}" | sed '/^$/d')"
 
 is_built() {
 	[[ -x "${bin}" ]] || return 1
+	[[ "$(cat "${dir}/builder-config.yaml" 2>/dev/null)" == "${manifest}" ]] || return 1
 	local out
 	out="$("${bin}" --version 2>/dev/null)" || return 1
 	[[ "${out}" == *"${version}"* ]]
@@ -57,7 +135,7 @@ fi
 
 start=$(date +%s)
 
-# 1. The builder itself, installed into the cache (not into GOPATH/bin).
+# 2. The builder itself, installed into the cache (not into GOPATH/bin).
 builder="${cache_root}/bin/builder-v${version}"
 if [[ ! -x "${builder}" ]]; then
 	log "installing builder v${version}"
@@ -68,46 +146,20 @@ if [[ ! -x "${builder}" ]]; then
 	rmdir "${tmpbin}"
 fi
 
-# 2. The builder manifest. Confmap providers are versioned with pdata (1.x).
+# The manifest is kept as builder-config.yaml only once its binary is
+# built: a failed build must not leave an old binary under a new key.
 src="${dir}/src"
 rm -rf "${src}"
 mkdir -p "${src}"
-core="go.opentelemetry.io/collector"
-contrib="github.com/open-telemetry/opentelemetry-collector-contrib"
-# Stable core modules (confmap providers) follow 1.x: 0.165.0 pairs with 1.71.0.
-stable="v${OTELCOL_STABLE_VERSION:-1.71.0}"
-cat >"${dir}/builder-config.yaml" <<YAML
-dist:
-  module: github.com/obs-dev/otelcol-peer
-  name: otelcol
-  description: OpenTelemetry Collector built as a test peer for obs
-  version: ${version}
-  output_path: ${src}
-receivers:
-  - gomod: ${core}/receiver/otlpreceiver v${version}
-exporters:
-  - gomod: ${core}/exporter/otlpexporter v${version}
-  - gomod: ${core}/exporter/otlphttpexporter v${version}
-  - gomod: ${core}/exporter/debugexporter v${version}
-  - gomod: ${contrib}/exporter/fileexporter v${version}
-extensions:
-  - gomod: ${contrib}/extension/storage/filestorage v${version}
-processors:
-  - gomod: ${core}/processor/batchprocessor v${version}
-  - gomod: ${core}/processor/memorylimiterprocessor v${version}
-providers:
-  - gomod: ${core}/confmap/provider/envprovider ${stable}
-  - gomod: ${core}/confmap/provider/fileprovider ${stable}
-  - gomod: ${core}/confmap/provider/yamlprovider ${stable}
-YAML
+printf '%s\n' "${manifest}" >"${dir}/builder-config.yaml.new"
 
 # 3. Generate sources. The builder runs `go mod tidy`, which can fail on
 # modules that only the components' tests import; then fall back to
 # generating without module resolution and tidy tolerantly ourselves.
 log "generating sources in ${src}"
-if ! "${builder}" --config "${dir}/builder-config.yaml" --skip-compilation >&2; then
+if ! "${builder}" --config "${dir}/builder-config.yaml.new" --skip-compilation >&2; then
 	log "builder module resolution failed; generating only and running go mod tidy -e"
-	"${builder}" --config "${dir}/builder-config.yaml" --skip-compilation --skip-get-modules >&2
+	"${builder}" --config "${dir}/builder-config.yaml.new" --skip-compilation --skip-get-modules >&2
 	(cd "${src}" && go mod tidy -e >&2)
 fi
 
@@ -116,6 +168,7 @@ fi
 log "compiling"
 (cd "${src}" && go build -trimpath -ldflags "-s -w" -o "${bin}.tmp" . >&2)
 mv -f "${bin}.tmp" "${bin}"
+mv -f "${dir}/builder-config.yaml.new" "${dir}/builder-config.yaml"
 
 if ! is_built; then
 	log "built binary does not report version ${version}: $("${bin}" --version 2>&1 || true)"
