@@ -20,6 +20,11 @@
 // (WAL fsync'd) and otelcol's filelog receiver with and without
 // file_storage; lines/s, CPU-seconds per million lines, peak RSS.
 //
+//	go run ./bench -scenario hostmetrics [-hm-interval 5s] [-hm-duration 2m]
+//
+// (issue 8) the hostmetrics receiver with every scraper on this machine:
+// obs and otelcol's hostmetricsreceiver; CPU per collection, peak RSS.
+//
 // For every system it starts the same in-process OTLP gRPC sink (it counts
 // log records and answers success), starts the system as a real process
 // exporting to the sink, sends the pre-generated requests and measures the
@@ -98,7 +103,8 @@ func run() error {
 		so          scrapeOptions
 		fo          filelogOptions
 	)
-	flag.StringVar(&o.scenario, "scenario", "otlp", "otlp (issue 3 gateway), scrape (issue 5) or filelog (issue 6)")
+	ho := hostMetricsFlags()
+	flag.StringVar(&o.scenario, "scenario", "otlp", "otlp (issue 3 gateway), scrape (issue 5), filelog (issue 6) or hostmetrics (issue 8)")
 	flag.IntVar(&so.targets, "targets", 200, "scrape: loopback targets")
 	flag.IntVar(&so.series, "series", 1000, "scrape: series per target")
 	flag.DurationVar(&so.interval, "interval", 5*time.Second, "scrape: scrape interval")
@@ -118,14 +124,17 @@ func run() error {
 	flag.StringVar(&o.obsBin, "obs", "", "obs binary (default: go build the module into the work dir)")
 	flag.StringVar(&o.otelBin, "otelcol", "", "otlp: otelcol binary (default: $OBS_OTELCOL, else scripts/build-otelcol.sh)")
 	flag.StringVar(&o.otelContribBin, "otelcol-contrib", "",
-		"scrape, filelog: otelcol with the prometheus and filelog receivers (default: $OBS_OTELCOL_CONTRIB, else scripts/build-otelcol-contrib.sh)")
+		"scrape, filelog, hostmetrics: otelcol with the prometheus, filelog and hostmetrics receivers (default: $OBS_OTELCOL_CONTRIB, else scripts/build-otelcol-contrib.sh)")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for binaries, configs and data (default: a new temp dir)")
 	flag.BoolVar(&o.otelBatch, "otelcol-batch", true, "put the batch processor in the Collector's pipeline (obs always has it)")
 	flag.StringVar(&o.perf, "perf", "", "write a `perf record -g` profile of obs during its run to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (configs, logs, data) after the run")
 	flag.Parse()
-	if scenarioSystems(o.scenario) == "" {
-		return fmt.Errorf("unknown -scenario %q: want otlp, scrape or filelog", o.scenario)
+	if o.scenario == "hostmetrics" && systemsFlag == "" {
+		systemsFlag = "obs,otelcol"
+	}
+	if scenarioSystems(o.scenario) == "" && o.scenario != "hostmetrics" {
+		return fmt.Errorf("unknown -scenario %q: want otlp, scrape, filelog or hostmetrics", o.scenario)
 	}
 	if systemsFlag == "" {
 		systemsFlag = scenarioSystems(o.scenario)
@@ -188,6 +197,8 @@ func run() error {
 		return runScrape(ctx, log, o, so)
 	case "filelog":
 		return runFilelog(ctx, log, o, fo)
+	case "hostmetrics":
+		return runHostMetrics(ctx, log, o, *ho)
 	}
 	all := systems(o.obsBin, o.otelBin, o.otelBatch)
 	for _, k := range o.systems {
