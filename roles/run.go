@@ -108,6 +108,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	wcfg := wal.DefaultConfig(walDir)
+	if opts.Role == Agent {
+		// An agent shares its node with the workloads: a 64 MiB tail
+		// would be its whole memory budget while a backend is slow. Its
+		// exporters keep up with one node's data, so entries in flight
+		// fit in a few MiB; older ones are read back from disk.
+		wcfg.MemoryBytes = 8 << 20
+	}
 	if p.file.WAL.MaxBytes > 0 {
 		wcfg.MaxBytes = int64(p.file.WAL.MaxBytes)
 	} else if free, ok := freeBytes(walDir); ok && free/2 < wcfg.MaxBytes {
