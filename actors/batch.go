@@ -58,6 +58,11 @@ type Batch struct {
 	// encoding the payload again. A stage that changes the payload must
 	// clear it (Processor does so before calling its func).
 	Raw []byte
+	// Framed, when set, holds Raw preceded by one byte the producer owns
+	// (the OTLP receiver puts the signal there: the WAL's payload format),
+	// so the WAL writer stores Framed as it is instead of copying Raw.
+	// It counts only while Framed[1:] is still Raw (FramedRaw checks).
+	Framed []byte
 
 	// encoded marks a batch that has Raw but no pdata yet; items is then
 	// its item count, from the receiver's validating scan.
@@ -79,6 +84,21 @@ func TracesBatch(t ptrace.Traces) Batch { return Batch{Signal: SignalTraces, Tra
 // pays for pdata.
 func RawBatch(s Signal, raw []byte, items int) Batch {
 	return Batch{Signal: s, Raw: raw, encoded: true, items: items}
+}
+
+// RawFramedBatch is RawBatch of framed[1:], keeping framed (see Batch.Framed).
+func RawFramedBatch(s Signal, framed []byte, items int) Batch {
+	b := RawBatch(s, framed[1:], items)
+	b.Framed = framed
+	return b
+}
+
+// FramedRaw returns Framed if it still frames Raw, else nil.
+func (b Batch) FramedRaw() []byte {
+	if len(b.Raw) == 0 || len(b.Framed) != len(b.Raw)+1 || &b.Framed[1] != &b.Raw[0] {
+		return nil
+	}
+	return b.Framed
 }
 
 // Encoded reports whether the batch has only Raw (no pdata yet).
@@ -138,7 +158,7 @@ func (b Batch) Clone() Batch {
 	if b.encoded {
 		return b // Raw is never written to, so it can be shared
 	}
-	c := Batch{Signal: b.Signal, Raw: b.Raw}
+	c := Batch{Signal: b.Signal, Raw: b.Raw, Framed: b.Framed}
 	switch b.Signal {
 	case SignalLogs:
 		c.Logs = plog.NewLogs()

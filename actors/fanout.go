@@ -43,7 +43,7 @@ func (p Processor) Consume(ctx context.Context, env *Envelope, emit Emit) {
 		env.Ack.Done(err)
 		return
 	}
-	env.Batch.Raw = nil // the func may change the payload
+	env.Batch.Raw, env.Batch.Framed = nil, nil // the func may change the payload
 	if err := p.Fn(WithPeer(ctx, env.Peer), env.Batch); err != nil {
 		env.Ack.Done(err)
 		return

@@ -194,6 +194,11 @@ func emptyResponse(s actors.Signal, json bool) []byte {
 // without decoding.
 type rawMsg []byte
 
+// framedMsg is a received gRPC message read into a new buffer after one
+// spare byte: framedMsg[1:] is the message (see actors.Batch.Framed). It
+// is only received, never sent.
+type framedMsg []byte
+
 // rawParts is an encoded gRPC message in consecutive parts, sent as they
 // are (one buffer each); it is only sent, never received.
 type rawParts [][]byte
@@ -219,8 +224,14 @@ func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*rawMsg); ok {
+	switch m := v.(type) {
+	case *rawMsg:
 		*m = data.Materialize()
+		return nil
+	case *framedMsg:
+		buf := make([]byte, 1+data.Len())
+		data.CopyTo(buf[1:])
+		*m = buf
 		return nil
 	}
 	return c.proto.Unmarshal(data, v)

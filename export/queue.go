@@ -19,6 +19,9 @@ import (
 // one valid request (repeated fields append), which lets an exporter merge
 // queued entries without decoding them.
 func encodePayload(b actors.Batch) ([]byte, error) {
+	if f := b.FramedRaw(); f != nil && f[0] == byte(b.Signal) {
+		return f, nil // the receiver framed Raw already: no copy
+	}
 	p := b.Raw
 	if p == nil {
 		var err error

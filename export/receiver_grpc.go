@@ -104,8 +104,8 @@ func (h *grpcExport) export(ctx context.Context, dec func(any) error) (any, erro
 }
 
 func (h *grpcExport) handle(ctx context.Context, dec func(any) error) *status.Status {
-	var raw rawMsg
-	if err := dec(&raw); err != nil {
+	var framed framedMsg
+	if err := dec(&framed); err != nil {
 		if st, ok := status.FromError(err); ok {
 			return st // size limits: RESOURCE_EXHAUSTED from grpc
 		}
@@ -113,11 +113,12 @@ func (h *grpcExport) handle(ctx context.Context, dec func(any) error) *status.St
 	}
 	// Validate and count without building pdata: a pipeline that only
 	// batches stores these bytes as they are.
-	n, err := scanRequest(h.signal, raw)
+	n, err := scanRequest(h.signal, framed[1:])
 	if err != nil {
 		return status.New(codes.InvalidArgument, fmt.Sprintf("decode protobuf %s request: %v", h.signal, err))
 	}
-	b := actors.RawBatch(h.signal, raw, n)
+	framed[0] = byte(h.signal) // the WAL payload's signal byte (encodePayload)
+	b := actors.RawFramedBatch(h.signal, framed, n)
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		ctx = actors.WithPeer(ctx, p.Addr.String())
 	}
