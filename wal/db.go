@@ -61,6 +61,15 @@ type Config struct {
 	// badger. Beyond it the oldest are dropped from memory (still read
 	// from disk). 0 turns the tail off. Default 64 MiB.
 	MemoryBytes int64 `yaml:"memory_bytes"`
+	// ValueLogFileBytes is the size of badger's value-log files. Badger
+	// writes them through a shared mapping, so every page written stays
+	// resident until its file is collected: small files, collected
+	// promptly, bound the memory. 0: a quarter of MaxBytes, 1 to 64 MiB.
+	ValueLogFileBytes int64 `yaml:"value_log_file_bytes"`
+	// ReclaimInterval is the shortest time between two memtable flushes
+	// forced to let value-log GC collect files whose entries are done.
+	// Each flush stalls writes briefly. 0: ten GC intervals.
+	ReclaimInterval time.Duration `yaml:"reclaim_interval"`
 	// Compression of stored payloads: CompressAuto (default), CompressS2
 	// or CompressNone.
 	Compression Compression `yaml:"compression"`
@@ -104,6 +113,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("validate wal config: gc_interval must be positive, got %s", c.GCInterval)
 	case c.MemoryBytes < 0:
 		return fmt.Errorf("validate wal config: memory_bytes must not be negative, got %d", c.MemoryBytes)
+	case c.ValueLogFileBytes != 0 && (c.ValueLogFileBytes < 1<<20 || c.ValueLogFileBytes >= 1<<30):
+		return fmt.Errorf("validate wal config: value_log_file_bytes must be 0 or from 1 MiB to under 1 GiB, got %d", c.ValueLogFileBytes)
+	case c.ReclaimInterval < 0:
+		return fmt.Errorf("validate wal config: reclaim_interval must not be negative, got %s", c.ReclaimInterval)
 	case c.Compression != "" && c.Compression != CompressAuto && c.Compression != CompressS2 && c.Compression != CompressNone:
 		return fmt.Errorf("validate wal config: compression must be auto, s2 or none, got %q", c.Compression)
 	}
@@ -210,7 +223,7 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) 
 		WithMemTableSize(1 << 20).
 		WithNumLevelZeroTables(1).
 		WithNumLevelZeroTablesStall(4).
-		WithValueLogFileSize(vlogFileSize(cfg.MaxBytes)).
+		WithValueLogFileSize(cfg.vlogFileSize()).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false).
 		WithCompression(options.None).
@@ -456,17 +469,28 @@ func (db *DB) Run(ctx context.Context) error {
 	return nil
 }
 
-// vlogFileSize sizes badger's value-log files from the cap: GC rewrites
-// whole files and never the active one, so a cap smaller than one file
-// would never give disk back. A quarter of the cap, 1 to 64 MiB.
-func vlogFileSize(maxBytes int64) int64 {
-	return min(max(maxBytes/4, 1<<20), 64<<20)
+// vlogFileSize is ValueLogFileBytes, or else sized from the cap: GC
+// rewrites whole files and never the active one, so a cap smaller than one
+// file would never give disk back. A quarter of the cap, 1 to 64 MiB.
+func (c Config) vlogFileSize() int64 {
+	if c.ValueLogFileBytes > 0 {
+		return c.ValueLogFileBytes
+	}
+	return min(max(c.MaxBytes/4, 1<<20), 64<<20)
 }
 
 // reclaimSlack is how much more value-log disk than live bytes is tolerated
 // before the GC loop forces a memtable flush: one and a half value-log
 // files, since the active file can never be collected.
-func reclaimSlack(maxBytes int64) int64 { return vlogFileSize(maxBytes) * 3 / 2 }
+func (c Config) reclaimSlack() int64 { return c.vlogFileSize() * 3 / 2 }
+
+// reclaimInterval is ReclaimInterval, by default ten GC intervals.
+func (c Config) reclaimInterval() time.Duration {
+	if c.ReclaimInterval > 0 {
+		return c.ReclaimInterval
+	}
+	return 10 * c.GCInterval
+}
 
 func (db *DB) gcLoop(ctx context.Context) {
 	t := time.NewTimer(db.cfg.GCInterval)
@@ -478,12 +502,12 @@ func (db *DB) gcLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if db.runGC(ctx, 64) == 0 && time.Since(lastFlush) >= 10*db.cfg.GCInterval {
+		if db.runGC(ctx, 64) == 0 && time.Since(lastFlush) >= db.cfg.reclaimInterval() {
 			// Value-log GC only sees deletes once their keys left the
 			// memtable and were compacted. When little is written, the
 			// memtable never fills: flush it when the value log holds far
 			// more than the queues do.
-			if _, vlog, _ := diskUsage(db.cfg.Dir); vlog > db.used.Load()+reclaimSlack(db.cfg.MaxBytes) {
+			if _, vlog, _ := diskUsage(db.cfg.Dir); vlog > db.used.Load()+db.cfg.reclaimSlack() {
 				lastFlush = time.Now()
 				if err := db.flushMemtable(); err != nil {
 					db.log.Warn("wal flush memtable for gc", "err", err)

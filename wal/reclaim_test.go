@@ -85,3 +85,69 @@ func TestDiskReclaim(t *testing.T) {
 	t.Logf("disk after drain and gc: %d MiB (peak %d MiB)", now>>20, peak>>20)
 	require.Less(t, now, peak*30/100, "disk must fall below 30%% of peak")
 }
+
+// TestSmallValueLogFilesReclaimedWhileWriting streams 24 MiB through a
+// queue that its exporter keeps up with. With small value-log files and
+// prompt reclaim (the agent's settings) the value log on disk, and so the
+// mapped and resident part of it, stays a fraction of what was written;
+// with the size derived from the default cap (64 MiB files) it would hold
+// all of it.
+func TestSmallValueLogFilesReclaimedWhileWriting(t *testing.T) {
+	cfg := DefaultConfig(t.TempDir())
+	cfg.ValueLogFileBytes = 1 << 20
+	cfg.GCInterval = 50 * time.Millisecond
+	cfg.ReclaimInterval = 200 * time.Millisecond
+	cfg.Compression = CompressNone
+	db := openRunning(t, cfg)
+	q := mustQueue(t, db.DB, "otlp/gateway")
+	ctx := context.Background()
+
+	r := rand.New(rand.NewPCG(6, 6))
+	payload := make([]byte, 64<<10)
+	for i := range payload {
+		payload[i] = byte(r.Uint32())
+	}
+	const entries = 384 // 24 MiB
+	var peak int64
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; i < entries && time.Now().Before(deadline); i++ {
+		require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: payload, Records: 1}}))
+		require.NoError(t, q.Done(next(t, q).Seq))
+		_, vlog, _ := diskUsage(cfg.Dir)
+		peak = max(peak, vlog)
+		time.Sleep(4 * time.Millisecond) // about 12 MiB/s at most
+	}
+	require.Zero(t, q.Stats().Entries)
+	t.Logf("value log peak %.1f MiB on disk while writing %d MiB", float64(peak)/(1<<20), entries*len(payload)>>20)
+	require.Less(t, peak, int64(12<<20))
+}
+
+func TestValueLogConfigValidate(t *testing.T) {
+	ok := DefaultConfig("/x")
+	for name, tc := range map[string]struct {
+		fileBytes int64
+		reclaim   time.Duration
+		want      string
+	}{
+		"defaults":         {0, 0, ""},
+		"agent":            {4 << 20, time.Second, ""},
+		"file under 1 MiB": {512 << 10, 0, "value_log_file_bytes"},
+		"file of 1 GiB":    {1 << 30, 0, "value_log_file_bytes"},
+		"negative reclaim": {0, -time.Second, "reclaim_interval"},
+		"file of 1 MiB":    {1 << 20, 0, ""},
+		"file under 1 GiB": {1<<30 - 1, 0, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := ok
+			cfg.ValueLogFileBytes, cfg.ReclaimInterval = tc.fileBytes, tc.reclaim
+			err := cfg.Validate()
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	require.Equal(t, int64(64<<20), ok.vlogFileSize(), "derived from the 1 GiB cap")
+	require.Equal(t, 10*time.Second, ok.reclaimInterval(), "ten GC intervals")
+}
