@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +19,6 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
-	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/obs-dev/obs/actors"
 )
@@ -46,6 +43,10 @@ type appendable struct {
 
 	rbMu      sync.Mutex
 	rollbacks map[*promscrape.Target]string // reason of a target's last rolled-back scrape
+
+	// metricPool keeps the data point buffers of committed scrapes for
+	// the next ones.
+	metricPool sync.Pool
 }
 
 func newAppendable(consume func(context.Context, actors.Batch, []actors.KV) error, shard *sharder, m *metrics,
@@ -64,7 +65,7 @@ func (a *appendable) setContext(ctx context.Context) { a.ctx.Store(&ctx) }
 // AppenderV2 implements storage.AppendableV2.
 func (a *appendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	t, _ := promscrape.TargetFromContext(ctx)
-	tx := &transaction{a: a, target: t, resources: map[resKey]*resBuilder{}, now: time.Now().UnixMilli()}
+	tx := &transaction{a: a, target: t, now: time.Now().UnixMilli()}
 	if t != nil {
 		tx.job = t.GetValue(model.JobLabel)
 		tx.scheme = t.GetValue(model.SchemeLabel)
@@ -110,8 +111,9 @@ type series struct {
 	bound  float64 // le or quantile
 	job    string
 	inst   string
-	attrs  labels.Labels // data point attributes
-	group  uint64        // hash of name and attrs: the data point a part belongs to
+	attrs  []byte  // data point attributes, encoded (see encodeAttrs)
+	group  uint64  // hash of name and attributes: the data point a part belongs to
+	next   *series // in the same seriesTable hash chain
 
 	mu    sync.Mutex
 	start int64 // synthesised start, ms; 0 = not seen yet
@@ -164,8 +166,8 @@ func (s *series) classify(family string, md metadata.Metadata) {
 	s.job, s.inst = s.lset.Get(model.JobLabel), s.lset.Get(model.InstanceLabel)
 	b := labels.NewBuilder(s.lset)
 	b.Del(drop...)
-	s.attrs = b.Labels()
-	b.Reset(s.attrs)
+	attrs := b.Labels()
+	s.attrs = encodeAttrs(attrs)
 	b.Set(model.MetricNameLabel, s.name)
 	s.group = b.Labels().Hash()
 }
@@ -210,93 +212,120 @@ func (s *series) startTime(st, t int64, v float64) int64 {
 	return s.start
 }
 
-// seriesTable hands out stable, non-zero series references.
+// seriesTable hands out stable, non-zero series references. A reference
+// is a slot index (plus one) in the low 32 bits and a sequence number in
+// the high ones, so finding a series by the reference Prometheus hands
+// back is an array index without a lock; a reference to a slot that was
+// swept and reused no longer matches and falls back to the labels.
 type seriesTable struct {
-	shards [16]seriesShard
+	dir atomic.Pointer[[]*seriesChunk] // grows by copy under mu
+
+	mu     sync.Mutex
+	byHash map[uint64]*series // chained by series.next
+	free   []uint32           // swept slots
+	used   uint32             // slots ever handed out
+	seq    uint32
+	count  int
 }
 
-type seriesShard struct {
-	mu     sync.Mutex
-	byHash map[uint64][]*series
-	byRef  map[storage.SeriesRef]*series
-	next   uint64
-}
+const seriesChunkLen = 1024
+
+type seriesChunk [seriesChunkLen]atomic.Pointer[series]
 
 func (t *seriesTable) init() {
-	for i := range t.shards {
-		t.shards[i].byHash = map[uint64][]*series{}
-		t.shards[i].byRef = map[storage.SeriesRef]*series{}
+	t.byHash = map[uint64]*series{}
+	t.dir.Store(&[]*seriesChunk{})
+}
+
+func (t *seriesTable) byRef(ref storage.SeriesRef) *series {
+	slot := uint32(ref) - 1
+	dir := *t.dir.Load()
+	if int(slot/seriesChunkLen) >= len(dir) {
+		return nil
 	}
+	s := dir[slot/seriesChunkLen][slot%seriesChunkLen].Load()
+	if s == nil || s.ref != ref {
+		return nil
+	}
+	return s
 }
 
 // get finds the series by ref (fast path) or labels; created reports a new
 // series that the caller must classify.
 func (t *seriesTable) get(ref storage.SeriesRef, ls labels.Labels) (s *series, created bool) {
 	if ref != 0 {
-		sh := &t.shards[ref&15]
-		sh.mu.Lock()
-		s = sh.byRef[ref]
-		sh.mu.Unlock()
-		if s != nil {
+		if s := t.byRef(ref); s != nil {
 			return s, false
 		}
 	}
 	h := ls.Hash()
-	idx := h & 15
-	sh := &t.shards[idx]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	for _, c := range sh.byHash[h] {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	head := t.byHash[h]
+	for c := head; c != nil; c = c.next {
 		if labels.Equal(c.lset, ls) {
 			return c, false
 		}
 	}
-	sh.next++
-	s = &series{ref: storage.SeriesRef(sh.next<<4 | idx), lset: ls.Copy()}
-	sh.byHash[h] = append(sh.byHash[h], s)
-	sh.byRef[s.ref] = s
+	var slot uint32
+	if n := len(t.free); n > 0 {
+		slot, t.free = t.free[n-1], t.free[:n-1]
+	} else {
+		slot = t.used
+		t.used++
+		dir := *t.dir.Load()
+		if int(slot/seriesChunkLen) >= len(dir) {
+			grown := append(dir[:len(dir):len(dir)], new(seriesChunk))
+			t.dir.Store(&grown)
+		}
+	}
+	t.seq++
+	s = &series{ref: storage.SeriesRef(uint64(t.seq)<<32 | uint64(slot+1)), lset: ls.Copy(), next: head}
+	t.byHash[h] = s
+	(*t.dir.Load())[slot/seriesChunkLen][slot%seriesChunkLen].Store(s)
+	t.count++
 	return s, true
 }
 
 // sweep forgets series not appended since before.
 func (t *seriesTable) sweep(before int64) {
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		for ref, s := range sh.byRef {
-			if s.seen.Load() >= before {
-				continue
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	dir := *t.dir.Load()
+	for slot := uint32(0); slot < t.used; slot++ {
+		p := &dir[slot/seriesChunkLen][slot%seriesChunkLen]
+		s := p.Load()
+		if s == nil || s.seen.Load() >= before {
+			continue
+		}
+		p.Store(nil)
+		t.free = append(t.free, slot)
+		t.count--
+		h := s.lset.Hash()
+		if head := t.byHash[h]; head == s {
+			if s.next == nil {
+				delete(t.byHash, h)
+			} else {
+				t.byHash[h] = s.next
 			}
-			delete(sh.byRef, ref)
-			h := s.lset.Hash()
-			list := sh.byHash[h]
-			for j, c := range list {
-				if c == s {
-					list = append(list[:j], list[j+1:]...)
+		} else {
+			for c := head; c != nil; c = c.next {
+				if c.next == s {
+					c.next = s.next
 					break
 				}
 			}
-			if len(list) == 0 {
-				delete(sh.byHash, h)
-			} else {
-				sh.byHash[h] = list
-			}
 		}
-		sh.mu.Unlock()
 	}
 }
 
 func (t *seriesTable) len() int {
-	n := 0
-	for i := range t.shards {
-		t.shards[i].mu.Lock()
-		n += len(t.shards[i].byRef)
-		t.shards[i].mu.Unlock()
-	}
-	return n
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.count
 }
 
-// transaction collects one scrape's samples as pdata.
+// transaction collects one scrape's samples as encoded OTLP.
 type transaction struct {
 	a        *appendable
 	target   *promscrape.Target
@@ -305,12 +334,14 @@ type transaction struct {
 	deadline time.Duration
 	now      int64 // unix ms when the scrape began
 
-	md      pmetric.Metrics
 	samples int // appended samples, report series excluded
 
 	lastFamily string // family of the last sample with metadata
 	lastMD     metadata.Metadata
-	resources  map[resKey]*resBuilder
+	resources  []*resBuilder // in first-seen order; one per job and instance
+	lastRes    *resBuilder
+	lastMetric *txMetric // where the last gauge or counter point went
+	lastSeries *series   // the series it came from
 	points     int
 	closed     bool
 
@@ -325,9 +356,11 @@ type transaction struct {
 
 type resKey struct{ job, instance string }
 
+// resBuilder is one resource's metrics in a scrape.
 type resBuilder struct {
-	sm      pmetric.ScopeMetrics
-	metrics map[metricKey]pmetric.Metric
+	key     resKey
+	metrics []*txMetric // in exposition order
+	byKey   map[metricKey]*txMetric
 	groups  map[groupKey]*groupAcc
 	order   []groupKey
 }
@@ -425,67 +458,46 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 	if kind == kindSkip {
 		return s.ref, nil
 	}
-	rb := tx.resource(s)
 	switch kind {
 	case kindGauge, kindCounter:
-		m := rb.metric(s, kind)
-		var dp pmetric.NumberDataPoint
-		if kind == kindCounter {
-			dp = m.Sum().DataPoints().AppendEmpty()
-		} else {
-			dp = m.Gauge().DataPoints().AppendEmpty()
+		m := tx.lastMetric
+		if m == nil || tx.lastSeries.name != s.name || m.kind != kind || tx.lastSeries.job != s.job || tx.lastSeries.inst != s.inst {
+			m = tx.resource(s).metric(tx.a, s, kind)
+			tx.lastMetric, tx.lastSeries = m, s
 		}
-		setAttrs(dp.Attributes(), s.attrs)
-		dp.SetTimestamp(msToTS(t))
-		if stale {
-			dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
-		} else {
-			dp.SetDoubleValue(v)
-			if kind == kindCounter {
-				dp.SetStartTimestamp(msToTS(s.startTime(st, t, v)))
-			}
+		var start int64
+		if kind == kindCounter && !stale {
+			start = s.startTime(st, t, v)
 		}
+		m.dps = appendNumberPoint(m.dps, s.attrs, start, t, v, stale)
 		tx.points++
 	case kindNative:
-		tx.appendNative(rb, s, st, t, h, fh, stale)
+		tx.appendNative(tx.resource(s), s, st, t, h, fh, stale)
 	default:
-		tx.appendPart(rb, s, st, t, v, stale)
+		tx.appendPart(tx.resource(s), s, st, t, v, stale)
 	}
 	return s.ref, nil
 }
 
 func (tx *transaction) resource(s *series) *resBuilder {
-	k := resKey{s.job, s.inst}
-	if rb, ok := tx.resources[k]; ok {
+	if rb := tx.lastRes; rb != nil && rb.key.job == s.job && rb.key.instance == s.inst {
 		return rb
 	}
-	if tx.md == (pmetric.Metrics{}) {
-		tx.md = pmetric.NewMetrics()
-	}
-	rm := tx.md.ResourceMetrics().AppendEmpty()
-	attrs := rm.Resource().Attributes()
-	attrs.PutStr("service.name", k.job)
-	attrs.PutStr("service.instance.id", k.instance)
-	if host, port, err := net.SplitHostPort(k.instance); err == nil {
-		attrs.PutStr("server.address", host)
-		if p, err := strconv.Atoi(port); err == nil {
-			attrs.PutInt("server.port", int64(p))
+	k := resKey{s.job, s.inst}
+	for _, rb := range tx.resources {
+		if rb.key == k {
+			tx.lastRes = rb
+			return rb
 		}
-	} else if k.instance != "" {
-		attrs.PutStr("server.address", k.instance)
 	}
-	if tx.scheme != "" {
-		attrs.PutStr("url.scheme", tx.scheme)
-	}
-	sm := rm.ScopeMetrics().AppendEmpty()
-	sm.Scope().SetName(scopeName)
-	rb := &resBuilder{sm: sm, metrics: map[metricKey]pmetric.Metric{}}
-	tx.resources[k] = rb
+	rb := &resBuilder{key: k, byKey: map[metricKey]*txMetric{}}
+	tx.resources = append(tx.resources, rb)
+	tx.lastRes = rb
 	return rb
 }
 
 // metric returns the OTLP metric a series' points go to, creating it.
-func (rb *resBuilder) metric(s *series, kind seriesKind) pmetric.Metric {
+func (rb *resBuilder) metric(a *appendable, s *series, kind seriesKind) *txMetric {
 	switch kind {
 	case kindBucket, kindHistSum, kindHistCnt:
 		kind = kindBucket
@@ -493,28 +505,16 @@ func (rb *resBuilder) metric(s *series, kind seriesKind) pmetric.Metric {
 		kind = kindQuantile
 	}
 	k := metricKey{s.name, kind}
-	if m, ok := rb.metrics[k]; ok {
+	if m, ok := rb.byKey[k]; ok {
 		return m
 	}
-	m := rb.sm.Metrics().AppendEmpty()
-	m.SetName(s.name)
-	m.SetDescription(s.help)
-	m.SetUnit(s.unit)
-	switch kind {
-	case kindCounter:
-		sum := m.SetEmptySum()
-		sum.SetIsMonotonic(true)
-		sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	case kindBucket:
-		m.SetEmptyHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	case kindQuantile:
-		m.SetEmptySummary()
-	case kindNative:
-		m.SetEmptyExponentialHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	default:
-		m.SetEmptyGauge()
+	m, _ := a.metricPool.Get().(*txMetric)
+	if m == nil {
+		m = &txMetric{}
 	}
-	rb.metrics[k] = m
+	m.name, m.help, m.unit, m.kind, m.dps = s.name, s.help, s.unit, kind, m.dps[:0]
+	rb.metrics = append(rb.metrics, m)
+	rb.byKey[k] = m
 	return m
 }
 
@@ -530,7 +530,7 @@ func (tx *transaction) appendPart(rb *resBuilder, s *series, st, t int64, v floa
 		g = &groupAcc{s: s, t: t}
 		rb.groups[k] = g
 		rb.order = append(rb.order, k)
-		rb.metric(s, s.kind) // keep the metric in exposition order
+		rb.metric(tx.a, s, s.kind) // keep the metric in exposition order
 	}
 	if stale {
 		g.stale = true
@@ -561,55 +561,43 @@ func (tx *transaction) appendNative(rb *resBuilder, s *series, st, t int64, h *h
 	if fh == nil {
 		return
 	}
+	tx.points++
 	if fh.UsesCustomBuckets() {
-		m := rb.metric(s, kindBucket)
-		dp := m.Histogram().DataPoints().AppendEmpty()
-		setAttrs(dp.Attributes(), s.attrs)
-		dp.SetTimestamp(msToTS(t))
-		tx.points++
-		if stale {
-			dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
-			return
-		}
-		dp.SetStartTimestamp(msToTS(s.startTime(st, t, fh.Count)))
-		dp.SetCount(uint64(fh.Count))
-		dp.SetSum(fh.Sum)
-		dp.ExplicitBounds().FromRaw(fh.CustomValues)
-		counts := make([]uint64, len(fh.CustomValues)+1)
-		it := fh.PositiveBucketIterator()
-		for it.Next() {
-			b := it.At()
-			if i := int(b.Index); i >= 0 && i < len(counts) {
-				counts[i] = uint64(b.Count)
+		m := rb.metric(tx.a, s, kindBucket)
+		p := histPoint{t: t, stale: stale}
+		if !stale {
+			p.start = s.startTime(st, t, fh.Count)
+			p.count, p.sum, p.hasSum = uint64(fh.Count), fh.Sum, true
+			p.bounds = fh.CustomValues
+			p.counts = make([]uint64, len(fh.CustomValues)+1)
+			it := fh.PositiveBucketIterator()
+			for it.Next() {
+				b := it.At()
+				if i := int(b.Index); i >= 0 && i < len(p.counts) {
+					p.counts[i] = uint64(b.Count)
+				}
 			}
 		}
-		dp.BucketCounts().FromRaw(counts)
+		m.dps = appendHistPoint(m.dps, s.attrs, &p)
 		return
 	}
-	m := rb.metric(s, kindNative)
-	dp := m.ExponentialHistogram().DataPoints().AppendEmpty()
-	setAttrs(dp.Attributes(), s.attrs)
-	dp.SetTimestamp(msToTS(t))
-	tx.points++
-	if stale {
-		dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
-		return
+	m := rb.metric(tx.a, s, kindNative)
+	p := expPoint{t: t, stale: stale}
+	if !stale {
+		p.start = s.startTime(st, t, fh.Count)
+		p.scale = fh.Schema
+		p.count, p.sum = uint64(fh.Count), fh.Sum
+		p.zeroCount, p.zeroThreshold = uint64(fh.ZeroCount), fh.ZeroThreshold
+		p.posOffset, p.posCounts = expBuckets(fh.PositiveBucketIterator())
+		p.negOffset, p.negCounts = expBuckets(fh.NegativeBucketIterator())
 	}
-	dp.SetStartTimestamp(msToTS(s.startTime(st, t, fh.Count)))
-	dp.SetScale(fh.Schema)
-	dp.SetCount(uint64(fh.Count))
-	dp.SetSum(fh.Sum)
-	dp.SetZeroCount(uint64(fh.ZeroCount))
-	dp.SetZeroThreshold(fh.ZeroThreshold)
-	expBuckets(dp.Positive(), fh.PositiveBucketIterator())
-	expBuckets(dp.Negative(), fh.NegativeBucketIterator())
+	m.dps = appendExpPoint(m.dps, s.attrs, &p)
 }
 
 // expBuckets converts Prometheus buckets (index i covers (b^(i-1), b^i])
 // to OTLP's (index i covers (b^i, b^(i+1)]): offset = first index - 1, and
 // gaps between spans become zero counts.
-func expBuckets(dst pmetric.ExponentialHistogramDataPointBuckets, it histogram.BucketIterator[float64]) {
-	var counts []uint64
+func expBuckets(it histogram.BucketIterator[float64]) (offset int32, counts []uint64) {
 	first, next := int32(0), int32(0)
 	for it.Next() {
 		b := it.At()
@@ -623,10 +611,9 @@ func expBuckets(dst pmetric.ExponentialHistogramDataPointBuckets, it histogram.B
 		next = b.Index + 1
 	}
 	if counts == nil {
-		return
+		return 0, nil
 	}
-	dst.SetOffset(first - 1)
-	dst.BucketCounts().FromRaw(counts)
+	return first - 1, counts
 }
 
 // finish turns the classic histogram and summary parts into points.
@@ -635,37 +622,25 @@ func (tx *transaction) finish() {
 		for _, k := range rb.order {
 			g := rb.groups[k]
 			s := g.s
-			m := rb.metric(s, s.kind)
-			switch m.Type() {
-			case pmetric.MetricTypeHistogram:
-				dp := m.Histogram().DataPoints().AppendEmpty()
-				setAttrs(dp.Attributes(), s.attrs)
-				dp.SetTimestamp(msToTS(g.t))
-				tx.points++
-				if g.stale {
-					dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
-					continue
+			m := rb.metric(tx.a, s, s.kind)
+			tx.points++
+			switch m.kind {
+			case kindBucket:
+				p := histPoint{t: g.t, stale: g.stale, start: g.start}
+				if !g.stale {
+					fillHistogram(&p, g)
 				}
-				dp.SetStartTimestamp(msToTS(g.start))
-				fillHistogram(dp, g)
-			case pmetric.MetricTypeSummary:
-				dp := m.Summary().DataPoints().AppendEmpty()
-				setAttrs(dp.Attributes(), s.attrs)
-				dp.SetTimestamp(msToTS(g.t))
-				tx.points++
-				if g.stale {
-					dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
-					continue
+				m.dps = appendHistPoint(m.dps, s.attrs, &p)
+			case kindQuantile:
+				p := summaryPoint{t: g.t, stale: g.stale, start: g.start}
+				if !g.stale {
+					p.count, p.sum = uint64(g.count), g.sum
+					for _, i := range sortedIndex(g.bounds) {
+						p.quantiles = append(p.quantiles, g.bounds[i])
+						p.values = append(p.values, g.counts[i])
+					}
 				}
-				dp.SetStartTimestamp(msToTS(g.start))
-				dp.SetCount(uint64(g.count))
-				dp.SetSum(g.sum)
-				idx := sortedIndex(g.bounds)
-				for _, i := range idx {
-					q := dp.QuantileValues().AppendEmpty()
-					q.SetQuantile(g.bounds[i])
-					q.SetValue(g.counts[i])
-				}
+				m.dps = appendSummaryPoint(m.dps, s.attrs, &p)
 			}
 		}
 	}
@@ -673,7 +648,7 @@ func (tx *transaction) finish() {
 
 // fillHistogram turns cumulative `le` buckets into OTLP bounds and
 // per-bucket counts.
-func fillHistogram(dp pmetric.HistogramDataPoint, g *groupAcc) {
+func fillHistogram(p *histPoint, g *groupAcc) {
 	idx := sortedIndex(g.bounds)
 	bounds := make([]float64, 0, len(idx))
 	counts := make([]uint64, 0, len(idx)+1)
@@ -699,13 +674,10 @@ func fillHistogram(dp pmetric.HistogramDataPoint, g *groupAcc) {
 	}
 	if len(idx) > 0 {
 		counts = append(counts, uint64(max(total-prev, 0)))
-		dp.ExplicitBounds().FromRaw(bounds)
-		dp.BucketCounts().FromRaw(counts)
+		p.bounds, p.counts = bounds, counts
 	}
-	dp.SetCount(uint64(g.count))
-	if g.hasSum {
-		dp.SetSum(g.sum)
-	}
+	p.count = uint64(g.count)
+	p.sum, p.hasSum = g.sum, g.hasSum
 }
 
 func sortedIndex(v []float64) []int {
@@ -722,12 +694,16 @@ func sortedIndex(v []float64) []int {
 	return idx
 }
 
-func setAttrs(m pcommon.Map, ls labels.Labels) {
-	m.EnsureCapacity(ls.Len())
-	ls.Range(func(l labels.Label) { m.PutStr(l.Name, l.Value) })
+// release gives the scrape's metric buffers back for the next scrapes.
+func (tx *transaction) release() {
+	for _, rb := range tx.resources {
+		for _, m := range rb.metrics {
+			m.name, m.help, m.unit = "", "", ""
+			tx.a.metricPool.Put(m)
+		}
+	}
+	tx.resources, tx.lastRes, tx.lastMetric, tx.lastSeries = nil, nil, nil, nil
 }
-
-func msToTS(ms int64) pcommon.Timestamp { return pcommon.Timestamp(ms * int64(time.Millisecond)) }
 
 // Commit implements storage.AppenderTransaction: the scrape becomes one
 // batch, and Commit returns once it is durable (or refused).
@@ -742,11 +718,14 @@ func (tx *transaction) Commit() error {
 	tx.finish()
 	n := tx.points
 	if n == 0 {
+		tx.release()
 		return nil
 	}
+	raw := encodeRequest(tx.resources, tx.scheme)
+	tx.release()
 	ctx, cancel := context.WithTimeout(*a.ctx.Load(), tx.deadline)
 	defer cancel()
-	err := a.consume(ctx, actors.MetricsBatch(tx.md), nil)
+	err := a.consume(ctx, actors.RawBatch(actors.SignalMetrics, raw, n), nil)
 	if err == nil {
 		a.metrics.appended.WithLabelValues(tx.job).Add(float64(n))
 		a.metrics.accepted.Add(float64(n))
@@ -796,6 +775,7 @@ func (tx *transaction) Rollback() error {
 		return nil
 	}
 	tx.closed = true
+	tx.release()
 	if tx.target == nil || tx.samples == 0 {
 		return nil
 	}

@@ -21,7 +21,7 @@ type labelsT = labels.Labels
 
 // FuzzAppender feeds random exposition text through Prometheus' parsers
 // into obs' appender the way the scrape loop does (metadata first, then
-// samples), and checks the batch is valid pdata whose point count matches.
+// samples), and checks the batch decodes as OTLP and its point count matches.
 func FuzzAppender(f *testing.F) {
 	for _, seed := range []string{textFixture, omFixture, "a 1\n", "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nh_sum 3\n",
 		"# TYPE s summary\ns{quantile=\"0.5\"} NaN\ns_sum 1\ns_count 1\n", "# TYPE c counter\nc_total -1\nc_total 5 100\n", "x{a=\"\\\"\"} +Inf\n"} {
@@ -55,8 +55,11 @@ func FuzzAppender(f *testing.F) {
 			require.NotEmpty(t, got)
 			b := got[len(got)-1]
 			require.Equal(t, actors.SignalMetrics, b.Signal)
-			require.Positive(t, b.Items())
-			require.LessOrEqual(t, b.Items(), appended, "a histogram or summary folds several samples into one point")
+			items := b.Items()
+			require.Positive(t, items)
+			require.LessOrEqual(t, items, appended, "a histogram or summary folds several samples into one point")
+			require.NoError(t, b.Decode(), "the appender's OTLP encoding must be valid protobuf")
+			require.Equal(t, items, b.Metrics.DataPointCount(), "the batch's item count is its data points")
 		}
 	})
 }

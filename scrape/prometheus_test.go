@@ -44,6 +44,9 @@ func (c *collector) consume(_ context.Context, b actors.Batch, _ []actors.KV) er
 	if c.refuse {
 		return &actors.RefusedError{Reason: "test"}
 	}
+	if err := b.Decode(); err != nil { // the appender sends encoded OTLP
+		return err
+	}
 	c.batches = append(c.batches, b.Metrics)
 	return nil
 }
