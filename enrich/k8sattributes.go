@@ -86,6 +86,12 @@ type K8sAttributesConfig struct {
 	// already waited for in vain is not waited for again for a minute.
 	// 0 = never wait. Default 500ms.
 	PodWaitTimeout time.Duration `yaml:"pod_wait_timeout"`
+	// PodDeleteGracePeriod is how long a deleted pod stays in the cache,
+	// so records it sent just before it died (flushed late) are still
+	// enriched. 0 = forget it at once. Processors sharing one cache keep
+	// deleted pods for the longest of their periods. Default 2m, as in
+	// the Collector.
+	PodDeleteGracePeriod time.Duration `yaml:"pod_delete_grace_period"`
 }
 
 // K8sExtractConfig is the `extract` block.
@@ -150,6 +156,7 @@ func DefaultK8sAttributesConfig() K8sAttributesConfig {
 		AuthType:               AuthServiceAccount,
 		WaitForMetadataTimeout: 10 * time.Second,
 		PodWaitTimeout:         500 * time.Millisecond,
+		PodDeleteGracePeriod:   2 * time.Minute,
 	}
 }
 
@@ -198,6 +205,7 @@ type k8sNeeds struct {
 	replicasets bool
 	jobs        bool
 	namespaces  bool
+	deleteGrace time.Duration
 }
 
 type k8sCompiled struct {
@@ -217,7 +225,11 @@ func (c K8sAttributesConfig) compile(getenv func(string) string) (*k8sCompiled, 
 	if c.PodWaitTimeout < 0 {
 		return nil, fmt.Errorf("pod_wait_timeout: must not be negative, got %s", c.PodWaitTimeout)
 	}
+	if c.PodDeleteGracePeriod < 0 {
+		return nil, fmt.Errorf("pod_delete_grace_period: must not be negative, got %s", c.PodDeleteGracePeriod)
+	}
 	out := &k8sCompiled{metadata: map[string]bool{}}
+	out.needs.deleteGrace = c.PodDeleteGracePeriod
 	md := c.Extract.Metadata
 	if md == nil {
 		md = k8sDefaultMetadata

@@ -52,7 +52,7 @@ func NewK8sCache(client kubernetes.Interface, log *slog.Logger, reg prometheus.R
 	}
 	c := &K8sCache{client: client, log: log, sets: map[string]*podSet{}}
 	if reg != nil {
-		for _, kind := range []string{"pod", "replicaset", "job", "namespace"} {
+		for _, kind := range []string{"pod", "deleted_pod", "replicaset", "job", "namespace"} {
 			g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "obs_enrich_k8s_cache_objects", Help: "Objects in the k8sattributes informer cache.",
 				ConstLabels: prometheus.Labels{"kind": kind},
@@ -83,6 +83,7 @@ func (c *K8sCache) register(f k8sFilter, n k8sNeeds) (*podSet, error) {
 	s.needs.replicasets = s.needs.replicasets || n.replicasets
 	s.needs.jobs = s.needs.jobs || n.jobs
 	s.needs.namespaces = s.needs.namespaces || n.namespaces
+	s.needs.deleteGrace = max(s.needs.deleteGrace, n.deleteGrace)
 	return s, nil
 }
 
@@ -115,6 +116,7 @@ func (c *K8sCache) Run(ctx context.Context) error {
 		for _, inf := range s.informers() {
 			wg.Go(func() { inf.Run(ctx.Done()) })
 		}
+		wg.Go(func() { s.deleted.run(ctx) })
 		wg.Go(func() {
 			start := time.Now()
 			if cache.WaitForCacheSync(ctx.Done(), s.syncedFuncs()...) {
@@ -153,6 +155,10 @@ func (c *K8sCache) count(kind string) int {
 		if !s.isBuilt() {
 			continue
 		}
+		if kind == "deleted_pod" {
+			n += s.deleted.len()
+			continue
+		}
 		var inf cache.SharedIndexInformer
 		switch kind {
 		case "pod":
@@ -178,6 +184,7 @@ type podSet struct {
 
 	// set by build before built is closed, read only after
 	pods, rs, jobs, ns cache.SharedIndexInformer
+	deleted            *deletedPods
 	built              chan struct{}
 	index              podIndex
 
@@ -290,6 +297,7 @@ func asCachedPod(obj any) *cachedPod {
 }
 
 func (s *podSet) build(client kubernetes.Interface) error {
+	s.deleted = newDeletedPods(s.needs.deleteGrace)
 	ns := s.filter.namespace // "" = all
 	s.pods = coreinformers.NewFilteredPodInformer(client, ns, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
 		o.LabelSelector, o.FieldSelector = s.filter.labelSelector, s.filter.fieldSelector
@@ -316,6 +324,7 @@ func (s *podSet) build(client kubernetes.Interface) error {
 		DeleteFunc: func(o any) {
 			if p := asCachedPod(o); p != nil {
 				s.index.remove(p)
+				s.deleted.add(p, time.Now())
 			}
 		},
 	}); err != nil {
@@ -515,7 +524,9 @@ func (s *podSet) transformNamespace(obj any) (any, error) {
 }
 
 // lookup finds a pod in the cache. Of several pods with one IP (a
-// finished pod and its successor) it prefers a live one, then the newest.
+// finished pod and its successor) it prefers a live one, then the newest;
+// a pod deleted within the grace period only when no pod in the store has
+// the identifier.
 func (s *podSet) lookup(id podID) *cachedPod {
 	if !s.isBuilt() {
 		return nil
@@ -530,6 +541,9 @@ func (s *podSet) lookup(id podID) *cachedPod {
 		if best == nil || betterPod(p, best) {
 			best = p
 		}
+	}
+	if best == nil {
+		best = s.deleted.find(id, time.Now())
 	}
 	return best
 }

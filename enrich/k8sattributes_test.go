@@ -59,6 +59,7 @@ func TestK8sAttributesConfigErrors(t *testing.T) {
 		{"bad label op", func(c *K8sAttributesConfig) { c.Filter.Labels = []K8sFieldFilter{{Key: "a", Op: "matches"}} }, `filter.labels[0].op`},
 		{"exists on a field", func(c *K8sAttributesConfig) { c.Filter.Fields = []K8sFieldFilter{{Key: "a", Op: "exists"}} }, `filter.fields[0].op`},
 		{"negative pod wait", func(c *K8sAttributesConfig) { c.PodWaitTimeout = -time.Second }, "pod_wait_timeout: must not be negative"},
+		{"negative delete grace", func(c *K8sAttributesConfig) { c.PodDeleteGracePeriod = -time.Second }, "pod_delete_grace_period: must not be negative"},
 		{"passthrough is valid", func(c *K8sAttributesConfig) { c.Passthrough = true }, ""},
 	}
 	for _, tc := range cases {
@@ -563,9 +564,16 @@ func TestK8sAttributesFilterDeleteAndReuse(t *testing.T) {
 	require.Equal(t, map[string]any{"host.ip": "10.43.0.3"}, resAttrs(b, 2), "pod with another label is filtered out")
 	require.Equal(t, map[string]any{"k8s.pod.name": "mine", "k8s.namespace.name": ns, "k8s.node.name": "node-a"}, resAttrs(b, 3), "found by namespace and name")
 
-	// the pod goes away and a new one gets its IP: the cache follows
+	// the pod goes away (kept for the delete grace period) and a new one
+	// gets its IP: the live pod wins
 	require.NoError(t, c.DeletePod(ctx, ns, "mine"))
-	require.Eventually(t, func() bool { return k.set.lookup(podID{kind: 'i', value: "10.43.0.1"}) == nil }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, ok, _ := k.set.pods.GetStore().GetByKey(ns + "/mine")
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond)
+	p := k.set.lookup(podID{kind: 'i', value: "10.43.0.1"})
+	require.NotNil(t, p, "a deleted pod stays for its grace period")
+	require.Equal(t, "mine", p.Name)
 	mk("successor", "node-a", "10.43.0.1", map[string]string{"team": "obs"})
 	require.Eventually(t, func() bool {
 		p := k.set.lookup(podID{kind: 'i', value: "10.43.0.1"})
