@@ -1,25 +1,3 @@
-// Package obsproc runs the obs binary as a real process for integration
-// tests: it builds obs once per test binary, starts it with a config on
-// fresh loopback ports, waits for /readyz, sends signals, stops it and
-// keeps its log for the failure message.
-//
-// Typical use:
-//
-//	func TestMain(m *testing.M) { obsproc.Main(m) }
-//
-//	func TestX(t *testing.T) {
-//		p := obsproc.Start(t, obsproc.Options{Config: `receivers:
-//	  otlp:
-//	    protocols:
-//	      grpc:
-//	        endpoint: {{addr "grpc"}}
-//	...`})
-//		conn := dial(p.Addr("grpc"))
-//		...
-//	}
-//
-// Every process is killed in t.Cleanup and its log tail is logged when the
-// test failed; every wait is bounded; every port is on a loopback address.
 package obsproc
 
 import (
