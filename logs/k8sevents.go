@@ -7,7 +7,11 @@ package logs
 //
 // Each watch stream (all namespaces, or one per listed namespace) has a
 // duty key: "k8s-events", or "k8s-events/<ns>" with shard_by: namespace.
-// Only the member for which Duty.IsLeader(key) holds watches it. The leader
+// Only the member for which Duty.IsLeader(key) holds watches it. With
+// shard_by: namespace and no namespaces listed, every member lists and
+// watches the namespaces (see k8sevents_namespaces.go) and runs one stream
+// per namespace, so each namespace, including one created later, is
+// watched by its rendezvous owner alone. The leader
 // batches events, hands a batch to consume together with its resume point
 // (the extra key/values, same WAL transaction), and only after consume
 // returned nil publishes the same resume point as gossiped cluster state.
@@ -70,10 +74,12 @@ type K8sEventsConfig struct {
 	// Context is the kubeconfig context with auth_type kubeConfig; empty:
 	// the current one.
 	Context string `yaml:"context"`
-	// Namespaces to watch; empty: all namespaces, in one watch.
+	// Namespaces to watch; empty: all namespaces, in one watch (or, with
+	// shard_by: namespace, every namespace the API server lists, found
+	// and followed by a watch on namespaces).
 	Namespaces []string `yaml:"namespaces"`
 	// ShardBy "" elects one leader for every namespace; "namespace" gives
-	// each listed namespace its own leader (its rendezvous owner).
+	// each namespace its own leader (its rendezvous owner).
 	ShardBy string `yaml:"shard_by"`
 	// FlushInterval is how long events wait to be batched; default 200ms.
 	FlushInterval time.Duration `yaml:"flush_interval"`
@@ -106,11 +112,7 @@ func (c *K8sEventsConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("auth_type: %q is not serviceAccount, kubeConfig or none", c.AuthType))
 	}
 	switch c.ShardBy {
-	case "":
-	case "namespace":
-		if len(c.Namespaces) == 0 {
-			errs = append(errs, errors.New("shard_by: namespace needs namespaces to be listed"))
-		}
+	case "", "namespace":
 	default:
 		errs = append(errs, fmt.Errorf("shard_by: %q is not \"\" or namespace", c.ShardBy))
 	}
@@ -199,7 +201,10 @@ type K8sEventsReceiver struct {
 	duty    Duty
 	log     *slog.Logger
 	m       *k8sEventsMetrics
-	streams []*eventStream
+	streams []*eventStream // the configured ones; none when discovering
+	// discover: shard_by namespace with no namespaces listed; streams
+	// come and go with the namespaces the API server lists.
+	discover bool
 
 	// recheck is how often leadership is polled besides Changed.
 	recheck time.Duration
@@ -236,58 +241,166 @@ func NewK8sEventsReceiver(id string, cfg K8sEventsConfig, client kubernetes.Inte
 	r := &K8sEventsReceiver{id: id, cfg: cfg, client: client, consume: consume, duty: duty,
 		log: log, m: m, recheck: time.Second, consumeTimeout: time.Minute, syncWait: 5 * time.Second}
 	namespaces := cfg.Namespaces
-	if len(namespaces) == 0 {
+	switch {
+	case len(namespaces) == 0 && cfg.ShardBy == "namespace":
+		r.discover = true
+	case len(namespaces) == 0:
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
-		s := &eventStream{r: r, ns: ns, dutyKey: "k8s-events", notify: make(chan struct{}, 1)}
-		if cfg.ShardBy == "namespace" {
-			s.dutyKey = "k8s-events/" + ns
+		s, err := r.newStream(ns)
+		if err != nil {
+			return nil, err
 		}
-		s.stateKey = "k8s_events/" + id + "/all"
-		if ns != "" {
-			s.stateKey = "k8s_events/" + id + "/ns/" + ns
-		}
-		if len(s.stateKey) > 128 {
-			return nil, fmt.Errorf("k8s_events receiver %s: state key %q is longer than 128 bytes", id, s.stateKey)
-		}
-		s.log = log.With("namespace", ns)
 		r.streams = append(r.streams, s)
 	}
 	return r, nil
 }
 
+// newStream builds the stream of one namespace ("" = all).
+func (r *K8sEventsReceiver) newStream(ns string) (*eventStream, error) {
+	s := &eventStream{r: r, ns: ns, dutyKey: "k8s-events", notify: make(chan struct{}, 1)}
+	if r.cfg.ShardBy == "namespace" {
+		s.dutyKey = "k8s-events/" + ns
+	}
+	s.stateKey = "k8s_events/" + r.id + "/all"
+	if ns != "" {
+		s.stateKey = "k8s_events/" + r.id + "/ns/" + ns
+	}
+	if len(s.stateKey) > 128 {
+		return nil, fmt.Errorf("k8s_events receiver %s: state key %q is longer than 128 bytes", r.id, s.stateKey)
+	}
+	s.log = r.log.With("namespace", ns)
+	return s, nil
+}
+
 // Run watches while leading until ctx ends; it returns after every
 // goroutine it started has exited, with leadership released.
 func (r *K8sEventsReceiver) Run(ctx context.Context) error {
-	start := time.Now()
-	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	rs := &runningStreams{r: r, start: time.Now(), ctx: ctx, byNS: map[string]*runningStream{}}
+	defer func() {
+		cancel()
+		rs.wg.Wait()
+	}()
 	for _, s := range r.streams {
-		s.start = start
-		if err := s.loadCheckpoint(); err != nil {
-			r.log.Warn("read k8s events checkpoint", "key", s.stateKey, "err", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.run(ctx)
-		}()
+		rs.add(s)
 	}
-	// Fan the membership signal out to every stream.
+	var nsChanged <-chan struct{}
+	var nsList func() []string
+	if r.discover {
+		nw, err := newNamespaceWatch(r.client)
+		if err != nil {
+			return fmt.Errorf("k8s_events receiver %s: %w", r.id, err)
+		}
+		rs.wg.Go(func() { nw.run(ctx) })
+		nsChanged, nsList = nw.changed, nw.list
+		rs.stopped = nw.signal
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return nil
 		case <-r.duty.Changed:
-			for _, s := range r.streams {
-				select {
-				case s.notify <- struct{}{}:
-				default:
-				}
-			}
+			rs.notify()
+		case <-nsChanged:
+			rs.sync(nsList())
 		}
 	}
+}
+
+// runningStreams are the streams Run started, by namespace; only Run's
+// goroutine touches the map.
+type runningStreams struct {
+	r     *K8sEventsReceiver
+	start time.Time
+	ctx   context.Context
+	wg    sync.WaitGroup
+	byNS  map[string]*runningStream
+	// stopped is called when a stream stopped by sync has exited (the
+	// namespace may be back by then).
+	stopped func()
+}
+
+type runningStream struct {
+	s      *eventStream
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (rs *runningStreams) add(s *eventStream) {
+	s.start = rs.start
+	if err := s.loadCheckpoint(); err != nil {
+		rs.r.log.Warn("read k8s events checkpoint", "key", s.stateKey, "err", err)
+	}
+	ctx, cancel := context.WithCancel(rs.ctx)
+	e := &runningStream{s: s, cancel: cancel, done: make(chan struct{})}
+	rs.byNS[s.ns] = e
+	rs.wg.Go(func() {
+		defer close(e.done)
+		s.run(ctx)
+	})
+}
+
+// notify fans the membership signal out to every stream.
+func (rs *runningStreams) notify() {
+	for _, e := range rs.byNS {
+		select {
+		case e.s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sync starts a stream for each namespace that has none and stops the
+// streams of namespaces that are gone. A namespace that comes back
+// before its old stream exited waits for it: two streams of one
+// namespace in one member would share a resume point.
+func (rs *runningStreams) sync(namespaces []string) {
+	want := make(map[string]bool, len(namespaces))
+	for _, ns := range namespaces {
+		want[ns] = true
+	}
+	for ns, e := range rs.byNS {
+		if want[ns] {
+			continue
+		}
+		select {
+		case <-e.done:
+			delete(rs.byNS, ns)
+			continue
+		default:
+		}
+		if e.cancel != nil {
+			rs.r.log.Info("k8s events namespace gone; its stream stops", "namespace", ns)
+			e.cancel()
+			e.cancel = nil
+			rs.wg.Go(func() {
+				<-e.done
+				if rs.stopped != nil {
+					rs.stopped()
+				}
+			})
+		}
+	}
+	for _, ns := range namespaces {
+		if e, ok := rs.byNS[ns]; ok {
+			select {
+			case <-e.done:
+				delete(rs.byNS, ns) // stopped for a namespace that came back
+			default:
+				continue
+			}
+		}
+		s, err := rs.r.newStream(ns)
+		if err != nil {
+			rs.r.log.Warn("k8s events namespace not watched", "namespace", ns, "err", err)
+			continue
+		}
+		rs.r.log.Info("k8s events namespace found", "namespace", ns, "duty", s.dutyKey)
+		rs.add(s)
+	}
+	rs.r.m.namespaces.Set(float64(len(rs.byNS)))
 }
 
 // eventStream is one watch (all namespaces or one) and its resume point.
@@ -403,10 +516,14 @@ func (s *eventStream) resolveOwn(giveUp bool) {
 // acquire decides where the new term resumes; false if leadership or ctx
 // ended first.
 func (s *eventStream) acquire(ctx context.Context, t *time.Timer) (resumePoint, bool) {
-	deadline := time.Now().Add(s.r.cfg.HandoverWait)
+	now := time.Now()
+	deadline := now.Add(s.r.cfg.HandoverWait)
 	// With nothing gossiped, wait only long enough for a (re)started
-	// member to join and pull the cluster state.
-	syncDeadline := time.Now().Add(min(s.r.cfg.HandoverWait, s.r.syncWait))
+	// member to join and pull the cluster state; a stream that appears
+	// later (a new namespace) waits a second, for the claim of a leader
+	// that may have started it a moment ago.
+	syncDeadline := now.Add(min(s.r.cfg.HandoverWait, s.r.syncWait,
+		max(time.Until(s.start.Add(s.r.syncWait)), time.Second)))
 	for {
 		if ctx.Err() != nil || !s.r.duty.IsLeader(s.dutyKey) {
 			return resumePoint{}, false
@@ -468,6 +585,9 @@ func (s *eventStream) lead(ctx context.Context, t *time.Timer, start resumePoint
 	s.log.Info("k8s events watch starts", "seq", tm.p.Seq, "resource_version", tm.p.RV)
 	s.own, s.ownOK, s.resolve = tm.p, true, false
 	defer func() {
+		// Logged before the release is published: the next leader's
+		// "watch starts" comes after it.
+		s.log.Info("k8s events watch ends", "seq", tm.p.Seq)
 		tm.p.Released = true
 		if tm.rv != "" && len(tm.ids) == 0 {
 			tm.p.RV = tm.rv // a bookmark beyond the last commit
@@ -943,6 +1063,7 @@ type k8sEventsMetrics struct {
 	leader           prometheus.Gauge
 	handoverTimeouts prometheus.Counter
 	refused          prometheus.Counter
+	namespaces       prometheus.Gauge
 	accepted         prometheus.Counter // otelcol_receiver_accepted_log_records
 }
 
@@ -961,6 +1082,8 @@ func newK8sEventsMetrics(id string, reg prometheus.Registerer) (*k8sEventsMetric
 			Help: "Events streams this member leads.", ConstLabels: cl}),
 		handoverTimeouts: c("obs_logs_k8s_events_handover_timeouts_total", "New terms that resumed from an unreleased gossiped point after handover_wait."),
 		refused:          c("obs_logs_k8s_events_refused_total", "Kubernetes events the pipeline refused or failed to store (retried)."),
+		namespaces: prometheus.NewGauge(prometheus.GaugeOpts{Name: "obs_logs_k8s_events_namespaces",
+			Help: "Namespaces found with shard_by: namespace and no namespaces listed (each has a stream; its owner watches).", ConstLabels: cl}),
 	}
 	// The Collector's receiver counter, shaped as export/ and filelog
 	// register it (help; labels receiver and transport), so every
@@ -978,7 +1101,7 @@ func newK8sEventsMetrics(id string, reg prometheus.Registerer) (*k8sEventsMetric
 		return m, nil
 	}
 	for _, col := range []prometheus.Collector{m.received, m.sent, m.skipped, m.relists, m.leaderChanges,
-		m.leader, m.handoverTimeouts, m.refused} {
+		m.leader, m.handoverTimeouts, m.refused, m.namespaces} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

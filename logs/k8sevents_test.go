@@ -36,7 +36,7 @@ func TestK8sEventsConfigValidate(t *testing.T) {
 		{"default", func(*K8sEventsConfig) {}, ""},
 		{"kubeconfig", func(c *K8sEventsConfig) { c.AuthType = "kubeConfig" }, ""},
 		{"bad auth", func(c *K8sEventsConfig) { c.AuthType = "tls" }, "auth_type"},
-		{"shard without namespaces", func(c *K8sEventsConfig) { c.ShardBy = "namespace" }, "shard_by"},
+		{"shard over every namespace", func(c *K8sEventsConfig) { c.ShardBy = "namespace" }, ""},
 		{"shard", func(c *K8sEventsConfig) { c.ShardBy = "namespace"; c.Namespaces = []string{"a", "b"} }, ""},
 		{"bad shard", func(c *K8sEventsConfig) { c.ShardBy = "node" }, "shard_by"},
 		{"twice", func(c *K8sEventsConfig) { c.Namespaces = []string{"a", "a"} }, "namespaces[1]"},
@@ -611,14 +611,16 @@ func TestAcquire(t *testing.T) {
 		ok       bool
 		waited   time.Duration
 		timeouts float64
+		found    time.Duration // the stream appeared this long after Run started (a new namespace)
 	}{
-		{"fresh waits for gossip, then starts fresh", nil, nil, nil, true, resumePoint{}, true, 5 * time.Second, 0},
-		{"released point at once", &released, nil, nil, true, released, true, 0, 0},
-		{"own previous life is newer than gossip", &other, &own, nil, true, own, true, 0, 0},
-		{"other's unreleased point: wait, then resume from it", &other, nil, nil, true, other, true, wait, 1},
-		{"other's point released while waiting", &other, nil, &released, true, released, true, time.Second, 0},
-		{"own checkpoint when nothing is gossiped", nil, &own, nil, true, own, true, 5 * time.Second, 0},
-		{"not leader", &released, nil, nil, false, resumePoint{}, false, 0, 0},
+		{"fresh waits for gossip, then starts fresh", nil, nil, nil, true, resumePoint{}, true, 5 * time.Second, 0, 0},
+		{"released point at once", &released, nil, nil, true, released, true, 0, 0, 0},
+		{"own previous life is newer than gossip", &other, &own, nil, true, own, true, 0, 0, 0},
+		{"other's unreleased point: wait, then resume from it", &other, nil, nil, true, other, true, wait, 1, 0},
+		{"other's point released while waiting", &other, nil, &released, true, released, true, time.Second, 0, 0},
+		{"own checkpoint when nothing is gossiped", nil, &own, nil, true, own, true, 5 * time.Second, 0, 0},
+		{"not leader", &released, nil, nil, false, resumePoint{}, false, 0, 0, 0},
+		{"a namespace found later waits a second for gossip", nil, nil, nil, true, resumePoint{}, true, time.Second, 0, time.Minute},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -634,6 +636,7 @@ func TestAcquire(t *testing.T) {
 				r, err := NewK8sEventsReceiver("k8s_events", cfg, cl, fc.consume("a"), fc.duty("a", nil), nil, nil)
 				require.NoError(t, err)
 				s := r.streams[0]
+				s.start = time.Now().Add(-tc.found)
 				if tc.state != nil {
 					fc.state[s.stateKey] = tc.state.encode()
 				}
