@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"math"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/obs-dev/obs/actors"
 )
@@ -92,10 +94,10 @@ const (
 	kindSumSum   // summary _sum
 	kindSumCnt   // summary _count
 	kindNative   // native histogram
-	kindSkip     // OpenMetrics _created when not parsed as start time
+	kindCreated  // OpenMetrics _created: the start time of its family's point, not a series
 )
 
-func (k seriesKind) cumulative() bool { return k != kindGauge && k != kindSkip }
+func (k seriesKind) cumulative() bool { return k != kindGauge && k != kindCreated }
 
 // series is what obs remembers about one Prometheus series across scrapes:
 // how it maps to OTLP and its start time.
@@ -132,7 +134,8 @@ func (s *series) classify(family string, md metadata.Metadata) {
 	case model.MetricTypeCounter:
 		s.kind = kindCounter
 		if family != "" && isCreatedSeries(name, family, md.Type) {
-			s.kind = kindSkip
+			// Its group is the counter point's (same attributes).
+			s.kind, s.name = kindCreated, strings.TrimSuffix(family, "_total")+"_total"
 		}
 	case model.MetricTypeHistogram, model.MetricTypeGaugeHistogram:
 		switch {
@@ -147,7 +150,7 @@ func (s *series) classify(family string, md metadata.Metadata) {
 		case name == family+"_count" || name == family+"_gcount":
 			s.kind, s.name = kindHistCnt, family
 		case name == family+"_created":
-			s.kind = kindSkip
+			s.kind, s.name = kindCreated, family
 		}
 	case model.MetricTypeSummary:
 		switch {
@@ -160,7 +163,7 @@ func (s *series) classify(family string, md metadata.Metadata) {
 		case name == family+"_count":
 			s.kind, s.name = kindSumCnt, family
 		case name == family+"_created":
-			s.kind = kindSkip
+			s.kind, s.name = kindCreated, family
 		}
 	}
 	s.job, s.inst = s.lset.Get(model.JobLabel), s.lset.Get(model.InstanceLabel)
@@ -342,8 +345,13 @@ type transaction struct {
 	lastRes    *resBuilder
 	lastMetric *txMetric // where the last gauge or counter point went
 	lastSeries *series   // the series it came from
-	points     int
-	closed     bool
+	// The last counter point with a synthesised start: where its start
+	// time is in lastCounter.dps, for a _created sample that follows it.
+	lastCounter      *txMetric
+	lastCounterGroup uint64
+	lastCounterOff   int
+	points           int
+	closed           bool
 
 	// The scrape report.
 	hasUp                   bool
@@ -388,6 +396,7 @@ type groupAcc struct {
 	hasSum   bool
 	hasCount bool
 	stale    bool
+	created  bool // start came from a _created sample
 }
 
 var errTxClosed = errors.New("append to a committed or rolled back scrape transaction")
@@ -455,7 +464,10 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 	case kind == kindNative:
 		kind = kindGauge // a float sample named like its histogram family
 	}
-	if kind == kindSkip {
+	if kind == kindCreated {
+		if !stale {
+			tx.applyCreated(s, t, v)
+		}
 		return s.ref, nil
 	}
 	switch kind {
@@ -468,6 +480,13 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 		var start int64
 		if kind == kindCounter && !stale {
 			start = s.startTime(st, t, v)
+			if st == 0 || start != st {
+				// The start time's 8 bytes: after the point's tag and
+				// length, the attributes and the start's tag.
+				n := len(s.attrs) + 9 + 9 + 9
+				tx.lastCounter, tx.lastCounterGroup = m, s.group
+				tx.lastCounterOff = len(m.dps) + 1 + protowire.SizeVarint(uint64(n)) + len(s.attrs) + 1
+			}
 		}
 		m.dps = appendNumberPoint(m.dps, s.attrs, start, t, v, stale)
 		tx.points++
@@ -547,8 +566,30 @@ func (tx *transaction) appendPart(rb *resBuilder, s *series, st, t int64, v floa
 		g.count, g.hasCount = v, true
 	}
 	isCnt := s.kind == kindHistCnt || s.kind == kindSumCnt
-	if g.start == 0 || (isCnt && !g.startCnt) {
+	if !g.created && (g.start == 0 || (isCnt && !g.startCnt)) {
 		g.start, g.startCnt = start, isCnt
+	}
+}
+
+// applyCreated makes an OpenMetrics _created sample (v: seconds since the
+// epoch) the start time of its point: the counter point just before it,
+// or the histogram or summary point being gathered. Prometheus' own
+// created-timestamp parsing (ParseST) is off, see scrapeManagerOptions;
+// reading the _created samples here needs no look-ahead in the parser.
+// A _created that is not a plausible start (not positive, after the
+// sample) or whose point is not found is ignored.
+func (tx *transaction) applyCreated(s *series, t int64, v float64) {
+	if !(v > 0) || v*1000 > float64(t) {
+		return
+	}
+	ms := int64(v * 1000)
+	if m := tx.lastCounter; m != nil && tx.lastCounterGroup == s.group && s.typ == model.MetricTypeCounter {
+		binary.LittleEndian.PutUint64(m.dps[tx.lastCounterOff:], msToNanos(ms))
+		tx.lastCounter = nil
+		return
+	}
+	if g := tx.resource(s).groups[groupKey{s.group, t}]; g != nil {
+		g.start, g.created = ms, true
 	}
 }
 
@@ -702,7 +743,7 @@ func (tx *transaction) release() {
 			tx.a.metricPool.Put(m)
 		}
 	}
-	tx.resources, tx.lastRes, tx.lastMetric, tx.lastSeries = nil, nil, nil, nil
+	tx.resources, tx.lastRes, tx.lastMetric, tx.lastSeries, tx.lastCounter = nil, nil, nil, nil, nil
 }
 
 // Commit implements storage.AppenderTransaction: the scrape becomes one

@@ -65,7 +65,8 @@ func FuzzAppender(f *testing.F) {
 }
 
 // feed appends every sample of p with its family's metadata, as the
-// scrape loop does (without start timestamps: see ParseST), and returns the number appended. The fuzzed parser
+// scrape loop does (without start timestamps: see ParseST), and returns the number appended
+// that are data points (an OpenMetrics _created sample is a start time). The fuzzed parser
 // stops at the first error, like a scrape.
 func feed(p textparse.Parser, app storage.AppenderV2) int {
 	var (
@@ -127,6 +128,8 @@ func feed(p textparse.Parser, app storage.AppenderV2) int {
 		if _, err := app.Append(0, ls, 0, t, v, h, fh, storage.AOptions{MetricFamilyName: family, Metadata: md}); err != nil {
 			return n
 		}
-		n++
+		if !isCreatedSeries(ls.Get(labels.MetricName), family, md.Type) { // a start time, not a point
+			n++
+		}
 	}
 }

@@ -222,17 +222,7 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 	}
 	r.app = newAppendable(consume, r.shard, r.metrics, r.scfgs, maxInterval, log)
 
-	opts := &promscrape.Options{
-		PassMetadataInContext: true, // the appender sees the target (hand-off safety net)
-		AppendMetadata:        true, // type, unit, help with every sample
-		// ParseST stays off: Prometheus v0.316.0's OpenMetrics parser
-		// panics in StartTimestamp on a sample whose name is shorter than
-		// its family's (found by FuzzAppender; the scrape loop has no
-		// recover), so one bad target could crash the process. Start
-		// timestamps are synthesised instead, and _created series dropped.
-		ParseST:                 false,
-		DiscoveryReloadInterval: model.Duration(scrapeReloadInterval),
-	}
+	opts := scrapeManagerOptions()
 	if shard.Seed != "" {
 		if err := setOffsetSeedName(opts, shard.Seed); err != nil {
 			return nil, fmt.Errorf("new prometheus receiver %s: %w", id, err)
@@ -255,6 +245,24 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 		return nil, fmt.Errorf("new prometheus receiver %s: discovery manager could not register its metrics", id)
 	}
 	return r, nil
+}
+
+// scrapeManagerOptions are the options obs runs Prometheus' scrape
+// manager with (the offset seed aside).
+func scrapeManagerOptions() *promscrape.Options {
+	return &promscrape.Options{
+		PassMetadataInContext: true, // the appender sees the target (hand-off safety net)
+		AppendMetadata:        true, // type, unit, help with every sample
+		// ParseST stays off: Prometheus v0.316.0's OpenMetrics parser
+		// panics in StartTimestamp on a sample whose name is shorter than
+		// its family's (it slices the series name to the family's length;
+		// TestScrapeParserPanicInput; the scrape loop has no recover), so
+		// one bad target could crash the process. The appender reads the
+		// _created samples instead (applyCreated); without them it
+		// synthesises start times from the first scrape.
+		ParseST:                 false,
+		DiscoveryReloadInterval: model.Duration(scrapeReloadInterval),
+	}
 }
 
 // ID is the receiver's component id.

@@ -296,6 +296,7 @@ request_size_bytes_created 1700000100.0
 latency_seconds{quantile="0.9"} 0.3
 latency_seconds_sum 9.0
 latency_seconds_count 30
+latency_seconds_created 1700000200.0
 # TYPE build info
 build_info{version="1.2"} 1
 # EOF
@@ -310,14 +311,14 @@ func TestScrapeOpenMetricsFixture(t *testing.T) {
 	require.Equal(t, pmetric.MetricTypeSum, p.metric.Type())
 	require.Equal(t, "seconds", p.metric.Unit())
 	require.Equal(t, "CPU time.", p.metric.Description())
-	require.Equal(t, p.ts, p.start, "first sight of the series (see ParseST in NewPrometheusReceiver)")
+	require.Equal(t, pcommon.Timestamp(1700000000*time.Second), p.start, "_created is the start time")
 	require.Empty(t, c.points("process_cpu_seconds_created"), "_created is a start time, not a series")
 
 	h := c.waitPoints(t, "request_size_bytes", 1)[0]
 	require.Equal(t, pmetric.MetricTypeHistogram, h.metric.Type())
 	require.Equal(t, "bytes", h.metric.Unit())
 	hp := h.metric.Histogram().DataPoints().At(0)
-	require.Equal(t, hp.Timestamp(), hp.StartTimestamp())
+	require.Equal(t, pcommon.Timestamp(1700000100*time.Second), hp.StartTimestamp())
 	require.Empty(t, c.points("request_size_bytes_created"))
 	require.Equal(t, []uint64{1, 2, 1}, hp.BucketCounts().AsRaw())
 
@@ -325,6 +326,8 @@ func TestScrapeOpenMetricsFixture(t *testing.T) {
 	require.Equal(t, pmetric.MetricTypeGauge, g.metric.Type())
 	s := c.waitPoints(t, "latency_seconds", 1)[0]
 	require.Equal(t, pmetric.MetricTypeSummary, s.metric.Type())
+	require.Equal(t, pcommon.Timestamp(1700000200*time.Second), s.start)
+	require.Empty(t, c.points("latency_seconds_created"))
 	i := c.waitPoints(t, "build_info", 1)[0]
 	require.Equal(t, pmetric.MetricTypeGauge, i.metric.Type())
 	v, _ := i.attrs.Get("version")
