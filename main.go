@@ -110,7 +110,12 @@ func runAction(c *cli.Context) error {
 	}
 	if kc := c.String(kubeconfigFlag.Name); kc != "" {
 		// client-go's kubeConfig loading reads $KUBECONFIG; the flag is
-		// the laptop and test spelling of it.
+		// the laptop and test spelling of it. client-go skips a missing
+		// file in $KUBECONFIG silently, and the error that follows names
+		// no file: check it here.
+		if _, err := os.Stat(kc); err != nil {
+			return cli.Exit("obs: --kubeconfig: "+err.Error(), 2)
+		}
 		if err := os.Setenv("KUBECONFIG", kc); err != nil {
 			return cli.Exit("obs: --kubeconfig: "+err.Error(), 2)
 		}

@@ -152,7 +152,8 @@ type gateway struct {
 	join       string
 	config     string
 	dataDir    string
-	kubeconfig string
+	kubeconfig string   // as KUBECONFIG; "" = none in the environment
+	args       []string // more flags for obs run
 	out        *syncBuffer
 	cmd        *exec.Cmd
 	done       chan struct{}
@@ -189,10 +190,14 @@ func (g *gateway) start() {
 	if g.join != "" {
 		args = append(args, "--join", g.join)
 	}
+	args = append(args, g.args...)
 	cmd := exec.Command(obsBin, args...)
 	fmt.Fprintf(g.out, "----- obs %s\n", strings.Join(args, " "))
 	cmd.Stdout, cmd.Stderr = g.out, g.out
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+g.kubeconfig, "OTEL_EXPORTER_OTLP_ENDPOINT=", "NO_PROXY=*", "no_proxy=*")
+	cmd.Env = append(environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=", "NO_PROXY=*", "no_proxy=*")
+	if g.kubeconfig != "" {
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+g.kubeconfig)
+	}
 	require.NoError(t, cmd.Start())
 	g.cmd = cmd
 	done := make(chan struct{})
@@ -217,6 +222,18 @@ func (g *gateway) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// environ is this process's environment without any kubeconfig setting,
+// so that a gateway sees only the one its test gives it.
+func environ() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KUBECONFIG=") && !strings.HasPrefix(kv, "OBS_KUBECONFIG=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // kill sends SIGKILL and waits until the process is reaped.
