@@ -812,7 +812,16 @@ func (tm *term) flush(ctx context.Context) bool {
 	s := tm.s
 	if len(tm.ids) == 0 {
 		if tm.rv != tm.p.RV && tm.rv != "" {
+			first := tm.p.RV == ""
 			tm.p.RV = tm.rv // a bookmark or list position; publish with the next commit
+			if first {
+				// The first position of a stream that never sent an
+				// event (a quiet namespace): gossip it now, so that a
+				// leader after a crash watches from here instead of
+				// starting fresh and skipping what happened meanwhile.
+				s.own = tm.p
+				s.publish(tm.p)
+			}
 		}
 		return true
 	}
