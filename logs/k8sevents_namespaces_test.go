@@ -114,6 +114,17 @@ func TestK8sEventsShardByNamespace(t *testing.T) {
 		return testutil.ToFloat64(members["a"].r.m.leader) >= 1 && testutil.ToFloat64(members["b"].r.m.leader) >= 1
 	})
 
+	// A quiet namespace (no events) has its list position gossiped, so a
+	// leader after a crash would watch from there, not start fresh.
+	waitFor(t, "kube-public's position gossiped", 10*time.Second, func() bool {
+		b, ok := fc.get("k8s_events/k8s_events/ns/kube-public")
+		if !ok {
+			return false
+		}
+		p, err := decodeResumePoint(b)
+		return err == nil && p.RV != "" && p.Seq == 0
+	})
+
 	var created []string
 	create := func(ns, name string) {
 		t.Helper()
