@@ -107,9 +107,12 @@ type codecs struct {
 }
 
 // readBody reads r, decoded per the Content-Encoding value enc, into a new
-// slice, failing with errBodyTooLarge once more than limit decoded bytes
-// arrive (zip bombs stop at the limit). limit <= 0 means no limit.
-func (c *codecs) readBody(r io.Reader, enc string, limit int64) ([]byte, error) {
+// slice after one spare byte (framed[1:] is the body; see
+// actors.Batch.Framed), failing with errBodyTooLarge once more than limit
+// decoded bytes arrive (zip bombs stop at the limit). limit <= 0 means no
+// limit. sizeHint, the Content-Length when known and the body is not
+// encoded, sizes the buffer once instead of growing it by doubling.
+func (c *codecs) readBody(r io.Reader, enc string, limit, sizeHint int64) (framed []byte, _ error) {
 	var src io.Reader
 	switch enc {
 	case "", "identity", "none":
@@ -149,10 +152,16 @@ func (c *codecs) readBody(r io.Reader, enc string, limit int64) ([]byte, error) 
 		src = io.LimitReader(src, limit+1)
 	}
 	var buf bytes.Buffer
+	if src == r && sizeHint > 0 && (limit <= 0 || sizeHint <= limit) {
+		// +1: the spare byte; +1 more: ReadFrom needs room to see EOF
+		// without growing.
+		buf.Grow(int(sizeHint) + 2)
+	}
+	buf.WriteByte(0)
 	if _, err := buf.ReadFrom(src); err != nil {
 		return nil, fmt.Errorf("read %s body: %w", orIdentity(enc), err)
 	}
-	if limit > 0 && int64(buf.Len()) > limit {
+	if limit > 0 && int64(buf.Len()-1) > limit {
 		return nil, errBodyTooLarge
 	}
 	return buf.Bytes(), nil

@@ -266,42 +266,59 @@ func TestExporterSendsMergedPartsOverGRPC(t *testing.T) {
 	require.Eventually(t, func() bool { return q.Stats().Entries == 0 }, 5*time.Second, 5*time.Millisecond)
 }
 
-// A request received over gRPC arrives framed for the WAL: the payload
-// QueueWriter appends is the receive buffer itself (signal byte, then the
-// request as sent), not a copy.
-func TestGRPCReceiveFramesPayloadForWAL(t *testing.T) {
+// A protobuf request received over gRPC or HTTP (plain or compressed)
+// arrives framed for the WAL: the payload QueueWriter appends is the
+// receive buffer itself (signal byte, then the request as sent), not a
+// copy.
+func TestReceiveFramesPayloadForWAL(t *testing.T) {
 	got := make(chan actors.Batch, 1)
 	consumers := map[actors.Signal]ConsumeFunc{actors.SignalLogs: func(_ context.Context, b actors.Batch) error {
 		got <- b
 		return nil
 	}}
 	tr := startReceiver(t, consumers, nil)
-	cfg := DefaultOTLPExporterConfig()
-	cfg.Endpoint = tr.grpcAddr
-	cfg.TLS.Insecure = true
-	snd, err := NewOTLPSender(cfg, nil, prometheus.NewRegistry())
-	require.NoError(t, err)
-	defer func() { require.NoError(t, snd.Close()) }()
-	sent := mustProto(t, testBatch(actors.SignalLogs, 10))
-	_, err = snd.Send(t.Context(), actors.SignalLogs, sent)
-	require.NoError(t, err)
+	for _, tc := range []struct{ kind, compression string }{
+		{"otlp", "none"}, {"otlp", "gzip"}, {"otlphttp", "none"}, {"otlphttp", "gzip"},
+	} {
+		t.Run(tc.kind+"/"+tc.compression, func(t *testing.T) {
+			var snd Sender
+			var err error
+			if tc.kind == "otlp" {
+				cfg := DefaultOTLPExporterConfig()
+				cfg.Endpoint = tr.grpcAddr
+				cfg.TLS.Insecure = true
+				cfg.Compression = tc.compression
+				snd, err = NewOTLPSender(cfg, nil, prometheus.NewRegistry())
+			} else {
+				cfg := DefaultOTLPHTTPExporterConfig()
+				cfg.Endpoint = tr.httpURL + "/"
+				cfg.Compression = tc.compression
+				snd, err = NewOTLPHTTPSender(cfg, nil, prometheus.NewRegistry())
+			}
+			require.NoError(t, err)
+			defer func() { require.NoError(t, snd.Close()) }()
+			sent := mustProto(t, testBatch(actors.SignalLogs, 10))
+			_, err = snd.Send(t.Context(), actors.SignalLogs, sent)
+			require.NoError(t, err)
 
-	b := <-got
-	require.Equal(t, sent, b.Raw)
-	p, err := encodePayload(b)
-	require.NoError(t, err)
-	require.Same(t, &b.Raw[0], &p[1], "payload shares the receive buffer")
-	s, body, err := decodePayload(p)
-	require.NoError(t, err)
-	require.Equal(t, actors.SignalLogs, s)
-	require.Equal(t, sent, body)
+			b := <-got
+			require.Equal(t, sent, b.Raw)
+			p, err := encodePayload(b)
+			require.NoError(t, err)
+			require.Same(t, &b.Raw[0], &p[1], "payload shares the receive buffer")
+			s, body, err := decodePayload(p)
+			require.NoError(t, err)
+			require.Equal(t, actors.SignalLogs, s)
+			require.Equal(t, sent, body)
 
-	// Without the frame (e.g. a processor replaced Raw) it is a copy.
-	b.Raw = append([]byte(nil), b.Raw...)
-	p, err = encodePayload(b)
-	require.NoError(t, err)
-	require.NotSame(t, &b.Raw[0], &p[1])
-	_, body, err = decodePayload(p)
-	require.NoError(t, err)
-	require.Equal(t, sent, body)
+			// Without the frame (e.g. a processor replaced Raw) it is a copy.
+			b.Raw = append([]byte(nil), b.Raw...)
+			p, err = encodePayload(b)
+			require.NoError(t, err)
+			require.NotSame(t, &b.Raw[0], &p[1])
+			_, body, err = decodePayload(p)
+			require.NoError(t, err)
+			require.Equal(t, sent, body)
+		})
+	}
 }

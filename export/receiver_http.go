@@ -102,7 +102,7 @@ func (h *httpExport) handle(w http.ResponseWriter, req *http.Request) (json bool
 		return false, &httpError{code: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("unsupported content type %q, use %s or %s", req.Header.Get("Content-Type"), ctProtobuf, ctJSON)}
 	}
 	limit := h.cfg.MaxRequestBodySize
-	body, err := h.r.codecs.readBody(http.MaxBytesReader(w, req.Body, limit), strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))), limit)
+	framed, err := h.r.codecs.readBody(http.MaxBytesReader(w, req.Body, limit), strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))), limit, req.ContentLength)
 	if err != nil {
 		return json, bodyError(err, limit)
 	}
@@ -114,7 +114,7 @@ func (h *httpExport) handle(w http.ResponseWriter, req *http.Request) (json bool
 		}
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
-	b, err := decodeBody(h.signal, body, json)
+	b, err := decodeBody(h.signal, framed, json)
 	if err != nil {
 		return json, &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	}
@@ -130,9 +130,11 @@ func (h *httpExport) handle(w http.ResponseWriter, req *http.Request) (json bool
 	return json, &httpError{code: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: after}
 }
 
-// decodeBody turns a decompressed body into a batch: JSON is decoded,
-// protobuf only validated and counted (see scanRequest).
-func decodeBody(s actors.Signal, body []byte, json bool) (actors.Batch, error) {
+// decodeBody turns a decompressed body, after one spare byte (readBody),
+// into a batch: JSON is decoded, protobuf only validated and counted (see
+// scanRequest) and framed for the WAL.
+func decodeBody(s actors.Signal, framed []byte, json bool) (actors.Batch, error) {
+	body := framed[1:]
 	if json {
 		return decodeJSON(s, body)
 	}
@@ -140,7 +142,8 @@ func decodeBody(s actors.Signal, body []byte, json bool) (actors.Batch, error) {
 	if err != nil {
 		return actors.Batch{}, fmt.Errorf("decode protobuf %s request: %w", s, err)
 	}
-	return actors.RawBatch(s, body, n), nil
+	framed[0] = byte(s) // the WAL payload's signal byte (encodePayload)
+	return actors.RawFramedBatch(s, framed, n), nil
 }
 
 func bodyError(err error, limit int64) *httpError {
