@@ -117,12 +117,23 @@ type gateway struct {
 	config, dataDir string
 	kubeconfig      string
 	join            []string
+	args            []string // more flags for obs run
 	out             *syncBuffer
 	cmd             *exec.Cmd
 	done            chan struct{}
 }
 
 func newGateway(t testing.TB, name, ip, sink, ns, kubeconfig, handoverWait string) *gateway {
+	t.Helper()
+	return newGatewayWith(t, name, ip, sink, kubeconfig, fmt.Sprintf(`
+    auth_type: kubeConfig
+    namespaces: [%q]
+    handover_wait: %s`, ns, handoverWait))
+}
+
+// newGatewayWith is a gateway whose k8s_events receiver has the settings
+// in receiver (indented YAML lines under k8s_events:).
+func newGatewayWith(t testing.TB, name, ip, sink, kubeconfig, receiver string) *gateway {
 	t.Helper()
 	dir := t.TempDir()
 	g := &gateway{t: t, name: name,
@@ -134,10 +145,7 @@ func newGateway(t testing.TB, name, ip, sink, ns, kubeconfig, handoverWait strin
 		out:        &syncBuffer{},
 	}
 	cfg := fmt.Sprintf(`receivers:
-  k8s_events:
-    auth_type: kubeConfig
-    namespaces: [%q]
-    handover_wait: %s
+  k8s_events:%s
 exporters:
   otlp:
     endpoint: %q
@@ -148,7 +156,7 @@ service:
     logs:
       receivers: [k8s_events]
       exporters: [otlp]
-`, ns, handoverWait, sink)
+`, receiver, sink)
 	require.NoError(t, os.WriteFile(g.config, []byte(cfg), 0o600))
 	t.Cleanup(func() {
 		g.kill()
@@ -169,6 +177,7 @@ func (g *gateway) start() {
 	for _, j := range g.join {
 		args = append(args, "--join", j)
 	}
+	args = append(args, g.args...)
 	cmd := exec.Command(obsBin, args...)
 	fmt.Fprintf(g.out, "----- obs %s\n", strings.Join(args, " "))
 	cmd.Stdout, cmd.Stderr = g.out, g.out
