@@ -51,7 +51,7 @@ func (e *CorruptionError) Unwrap() error { return e.Err }
 type Config struct {
 	// Dir is the badger directory. Required.
 	Dir string `yaml:"dir"`
-	// MaxBytes caps the stored (compressed) bytes of all queues plus dead
+	// MaxBytes caps the stored bytes (as written: raw or s2) of all queues plus dead
 	// letters; Append fails with ErrFull above it. Default 1 GiB.
 	MaxBytes int64 `yaml:"max_bytes"`
 	// GCInterval is the value-log GC period. Default 1s.

@@ -15,7 +15,7 @@ type DeadEntry struct {
 	Reason  string
 	Time    time.Time // when it was dead-lettered
 	Records int
-	Bytes   int64 // stored (compressed) bytes of the entry
+	Bytes   int64 // stored bytes (as written: raw or s2) of the entry
 }
 
 type deadRecord struct {

@@ -28,7 +28,7 @@ func newMetrics(db *DB, reg prometheus.Registerer) (*metrics, error) {
 			Name: "obs_wal_appended_records_total", Help: "Records appended to a WAL queue (committed).",
 		}, []string{"queue"}),
 		appendedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "obs_wal_appended_bytes_total", Help: "Stored (compressed) bytes appended to a WAL queue (committed).",
+			Name: "obs_wal_appended_bytes_total", Help: "Stored bytes (raw or s2-compressed) appended to a WAL queue (committed).",
 		}, []string{"queue"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "obs_wal_refused_total", Help: "Items refused by Append, by reason.",
@@ -88,7 +88,7 @@ func newStateCollector(db *DB) *stateCollector {
 	return &stateCollector{
 		db:            db,
 		entries:       prometheus.NewDesc("obs_wal_entries", "Entries in a WAL queue not yet done.", q, nil),
-		bytes:         prometheus.NewDesc("obs_wal_bytes", "Stored (compressed) bytes of a WAL queue not yet done.", q, nil),
+		bytes:         prometheus.NewDesc("obs_wal_bytes", "Stored bytes (raw or s2-compressed) of a WAL queue not yet done.", q, nil),
 		oldest:        prometheus.NewDesc("obs_wal_oldest_entry_age_seconds", "Age of the oldest entry not yet done.", q, nil),
 		dead:          prometheus.NewDesc("obs_wal_dead_entries", "Entries in a queue's dead-letter area.", q, nil),
 		disk:          prometheus.NewDesc("obs_wal_disk_bytes", "Disk space used by badger, by kind of file.", []string{"kind"}, nil),

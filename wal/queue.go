@@ -24,7 +24,7 @@ type Entry struct {
 }
 
 // QueueStats is a snapshot of a queue. Entries and Bytes count entries not
-// yet Done (including those handed out); Bytes are stored (compressed) bytes.
+// yet Done (including those handed out); Bytes are stored bytes (as written: raw or s2).
 type QueueStats struct {
 	Entries     int64
 	Bytes       int64
