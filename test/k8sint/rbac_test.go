@@ -133,6 +133,11 @@ func TestGatewayClusterRole(t *testing.T) {
     auth_type: kubeConfig
     namespaces: [%q]
     handover_wait: 1s
+  # every namespace, found by listing and watching namespaces
+  k8s_events/sharded:
+    auth_type: kubeConfig
+    shard_by: namespace
+    handover_wait: 1s
 processors:
   k8sattributes:
     auth_type: kubeConfig
@@ -143,7 +148,7 @@ exporters:
 service:
   pipelines:
     logs:
-      receivers: [k8s_events]
+      receivers: [k8s_events, k8s_events/sharded]
       processors: [k8sattributes]
       exporters: [file]
 `, ns, out)
@@ -180,5 +185,15 @@ service:
 		return strings.Contains(g.out.String(), "kubernetes cache synced"), "no \"kubernetes cache synced\" in the log yet"
 	})
 	t.Logf("k8sattributes cache synced (seen %s after the event)", synced.Round(time.Millisecond))
+	// Both receivers sent it: the one for its namespace, and the one that
+	// found the namespace by listing them (shard_by: namespace).
+	waitFor(t, 20*time.Second, "the event from both receivers", func() (bool, string) {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			return false, err.Error()
+		}
+		n := strings.Count(string(b), msg)
+		return n == 2, fmt.Sprintf("%d records of the event", n)
+	})
 	require.NotContains(t, strings.ToLower(g.out.String()), "forbidden", "gateway log mentions a forbidden API call")
 }
