@@ -282,6 +282,12 @@ func filelogOne(parent context.Context, log *slog.Logger, o options, fo filelogO
 	ctx, cancel := context.WithTimeout(parent, o.timeout)
 	defer cancel()
 	dir := filepath.Join(o.workDir, "filelog-"+key)
+	// A system named twice in -systems starts afresh: with the first
+	// run's checkpoints it would resume at the files' ends and read nothing.
+	if err := os.RemoveAll(dir); err != nil {
+		res.err = fmt.Errorf("clear dir: %w", err)
+		return res
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		res.err = fmt.Errorf("create dir: %w", err)
 		return res
