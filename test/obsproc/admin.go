@@ -3,6 +3,7 @@ package obsproc
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,11 @@ import (
 
 // adminTimeout bounds one request to a process's admin port.
 const adminTimeout = 5 * time.Second
+
+// ErrNoSample is what Metric's error wraps when /metrics has no sample of
+// the metric: a counter that was never incremented is often not exported
+// at all, and a test that counts it treats this as 0.
+var ErrNoSample = errors.New("no such sample")
 
 // newClient is an HTTP client that never uses a proxy: every address is
 // loopback.
@@ -61,7 +67,7 @@ func (p *Proc) GetJSON(path string, v any) error {
 
 // Metric scrapes /metrics and returns the sum of every sample of name
 // whose labels contain all of the given label pairs (`k="v"`); a metric
-// with no such sample is an error.
+// with no such sample is an error wrapping ErrNoSample.
 func (p *Proc) Metric(name string, labels ...string) (float64, error) {
 	rsp, err := newClient().Get(p.AdminURL() + "/metrics")
 	if err != nil {
@@ -89,7 +95,7 @@ func (p *Proc) Metric(name string, labels ...string) (float64, error) {
 		return 0, fmt.Errorf("read metrics of %s: %w", p.opts.Name, err)
 	}
 	if !found {
-		return 0, fmt.Errorf("metric %s%v not found on %s", name, labels, p.opts.Name)
+		return 0, fmt.Errorf("metric %s%v not found on %s: %w", name, labels, p.opts.Name, ErrNoSample)
 	}
 	return sum, nil
 }

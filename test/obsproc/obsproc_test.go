@@ -81,6 +81,7 @@ func TestStartKillRestartStop(t *testing.T) {
 	require.Positive(t, capacity)
 	_, err = p.Metric("obs_no_such_metric_total")
 	require.ErrorContains(t, err, "not found")
+	require.ErrorIs(t, err, ErrNoSample)
 	// --no-cluster: /cluster answers 404, which GetJSON reports.
 	var v map[string]any
 	require.ErrorContains(t, p.GetJSON("/cluster", &v), "404")
@@ -102,6 +103,16 @@ func TestStartKillRestartStop(t *testing.T) {
 	require.Contains(t, log, "----- start 2: obs run")
 	require.Contains(t, log, "----- stopped (SIGTERM): exit status 0")
 	require.Contains(t, log, "--node-name op")
+}
+
+// TestGossipGiven: a gossip address chosen before New is the member's
+// --cluster-bind, so that members can join each other both ways.
+func TestGossipGiven(t *testing.T) {
+	addr := Addr(t, "127.0.0.2")
+	p := New(t, Options{Name: "g", Role: "gateway", IP: "127.0.0.2", Cluster: true, Gossip: addr, Config: logsConfig})
+	require.Equal(t, addr, p.GossipAddr())
+	require.Contains(t, strings.Join(p.args(), " "), "--cluster-bind "+addr)
+	require.NotEqual(t, addr, p.AdminAddr())
 }
 
 // TestClusterAndSignal: with Cluster, a member gossips on its own port and

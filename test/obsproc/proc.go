@@ -52,6 +52,11 @@ type Options struct {
 	Cluster bool
 	// Join is the seeds' gossip addresses (--join); needs Cluster.
 	Join []string
+	// Gossip is the --cluster-bind address (IP:port), with Cluster;
+	// default a fresh port (Addr) of IP. Set it, from Addr, when the
+	// members must know each other's address before New, as when each
+	// joins all the others and a restarted one must find them again.
+	Gossip string
 	// DataDir is --data-dir; default a fresh temp dir of the test.
 	DataDir string
 	// Env is added to the environment, which is the test's without the
@@ -100,8 +105,8 @@ func New(tb testing.TB, o Options) *Proc {
 	if (o.Config == "") == (o.ConfigFile == "") {
 		tb.Fatalf("obsproc: set exactly one of Options.Config and Options.ConfigFile")
 	}
-	if len(o.Join) > 0 && !o.Cluster {
-		tb.Fatalf("obsproc: Options.Join needs Options.Cluster")
+	if (len(o.Join) > 0 || o.Gossip != "") && !o.Cluster {
+		tb.Fatalf("obsproc: Options.Join and Options.Gossip need Options.Cluster")
 	}
 	if o.Role == "" {
 		o.Role = "all"
@@ -127,7 +132,10 @@ func New(tb testing.TB, o Options) *Proc {
 		log:        &syncBuffer{},
 	}
 	if o.Cluster {
-		p.gossip = Addr(tb, o.IP)
+		p.gossip = o.Gossip
+		if p.gossip == "" {
+			p.gossip = Addr(tb, o.IP)
+		}
 	}
 	if o.Config != "" {
 		text, err := p.expand(o.Config)
