@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 type hostMetricsOptions struct {
 	interval time.Duration
 	duration time.Duration
+	procs    int
 }
 
 // hostMetricsFlags registers the scenario's flags (before flag.Parse).
@@ -32,6 +34,7 @@ func hostMetricsFlags() *hostMetricsOptions {
 	var ho hostMetricsOptions
 	flag.DurationVar(&ho.interval, "hm-interval", 5*time.Second, "hostmetrics: collection_interval")
 	flag.DurationVar(&ho.duration, "hm-duration", 2*time.Minute, "hostmetrics: measured window per system, after the first collection")
+	flag.IntVar(&ho.procs, "hm-procs", 0, "hostmetrics: idle processes (sleep) to start first, so the machine has as many as a busy node (~300)")
 	return &ho
 }
 
@@ -129,6 +132,14 @@ service:
 func runHostMetrics(ctx context.Context, log *slog.Logger, o options, ho hostMetricsOptions) error {
 	if ho.interval <= 0 || ho.duration < ho.interval {
 		return errors.New("-hm-interval must be positive and -hm-duration at least one interval")
+	}
+	if ho.procs < 0 || ho.procs > 2000 {
+		return errors.New("-hm-procs must be between 0 and 2000")
+	}
+	stopIdle, err := startIdleProcesses(ctx, ho.procs)
+	defer stopIdle()
+	if err != nil {
+		return err
 	}
 	sk, err := newSink(log)
 	if err != nil {
@@ -240,6 +251,26 @@ func hostMetricsOne(parent context.Context, log *slog.Logger, o options, ho host
 	res.cpu, res.rss = cpu1-cpu0, rss
 	res.collections = float64(res.window / ho.interval)
 	return res
+}
+
+// startIdleProcesses starts n sleeping processes (each ends by itself
+// after an hour at most); stop kills and reaps them.
+func startIdleProcesses(ctx context.Context, n int) (stop func(), err error) {
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}
+	for range n {
+		c := exec.CommandContext(ctx, "sleep", "3600")
+		if err := c.Start(); err != nil {
+			return stop, fmt.Errorf("start idle process: %w", err)
+		}
+		cmds = append(cmds, c)
+	}
+	return stop, nil
 }
 
 // countProcesses is the number of processes on the machine: the process
