@@ -78,8 +78,12 @@ type Config struct {
 	// LeaveTimeout bounds the graceful leave on stop.
 	LeaveTimeout time.Duration
 	// Duties are the duties whose leader Snapshot reports and whose leader
-	// flag is exported as a metric.
+	// flag is exported as a metric. Duties that come and go (one per
+	// namespace) are reported through Node.SetDuties instead.
 	Duties []string
+	// TombstoneTTL is how long a deleted state key's tombstone is kept
+	// after this member learned of it; zero: DefaultTombstoneTTL.
+	TombstoneTTL time.Duration
 }
 
 // DefaultConfig returns the configuration used when nothing is set:

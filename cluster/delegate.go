@@ -59,7 +59,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 func (d *delegate) apply(e entry) bool {
 	switch d.n.store.merge(e) {
 	case mergeApplied:
-		d.n.metrics.stateEntries.Set(float64(d.n.store.len()))
+		d.n.stateChanged()
 		return true
 	case mergeFull:
 		d.n.metrics.stateDropped.WithLabelValues("full").Inc()
@@ -82,6 +82,11 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 
 func (d *delegate) LocalState(join bool) []byte {
 	d.n.metrics.pushPull.WithLabelValues("sent").Inc()
+	// Each push/pull is also when tombstones that have had their time
+	// to spread are dropped.
+	if d.n.store.gc() > 0 {
+		d.n.stateChanged()
+	}
 	return d.n.store.digest()
 }
 

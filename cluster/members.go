@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -99,19 +100,68 @@ func (n *Node) SetOwned(kind string, count int) {
 
 // SetState writes a cluster-wide entry: it is gossiped to every member,
 // repaired by push/pull and outlives this member. The last write by
-// version wins. Keys are at most 128 bytes, values 1 KiB, 1024 entries.
+// version wins. Keys are at most 128 bytes, values 1 KiB; new keys are
+// refused once the state's encoded size reaches 8 MiB (see maxStateBytes),
+// counted in obs_cluster_state_writes_refused_total and logged at most
+// once a minute.
 func (n *Node) SetState(key string, value []byte) error {
 	e, err := n.store.set(key, value, n.cfg.NodeName, uint64(time.Now().UnixNano()))
 	if err != nil {
+		n.refuseWrite(key, err)
 		return fmt.Errorf("set cluster state %q: %w", key, err)
 	}
-	n.metrics.stateEntries.Set(float64(n.store.len()))
+	n.stateChanged()
 	n.bq.QueueBroadcast(&stateBroadcast{key: key, msg: encodeEntryMsg(e)})
 	return nil
 }
 
+// DeleteState removes a cluster-wide entry. The deletion is a tombstone:
+// it is gossiped like a write, beats every older write of the key, and is
+// dropped DefaultTombstoneTTL after each member learned of it. Deleting
+// a key that holds nothing does nothing.
+func (n *Node) DeleteState(key string) error {
+	e, ok, err := n.store.remove(key, n.cfg.NodeName, uint64(time.Now().UnixNano()))
+	if err != nil {
+		n.refuseWrite(key, err)
+		return fmt.Errorf("delete cluster state %q: %w", key, err)
+	}
+	if !ok {
+		return nil
+	}
+	n.stateChanged()
+	n.bq.QueueBroadcast(&stateBroadcast{key: key, msg: encodeEntryMsg(e)})
+	return nil
+}
+
+// refuseWrite counts a refused local write; a full state is also logged,
+// at most once a minute (every writer retries on each commit).
+func (n *Node) refuseWrite(key string, err error) {
+	if !errors.Is(err, errStateFull) {
+		n.metrics.stateRefused.WithLabelValues("invalid").Inc()
+		return
+	}
+	n.metrics.stateRefused.WithLabelValues("full").Inc()
+	if n.limit.allow("state-full") {
+		n.log.Warn("cluster state is full; new keys are refused (obs_cluster_state_writes_refused_total counts them)",
+			"key", key, "err", err)
+	}
+}
+
+// stateChanged updates the state gauges.
+func (n *Node) stateChanged() {
+	tomb, size := n.store.usage()
+	n.metrics.stateEntries.Set(float64(n.store.len()))
+	n.metrics.tombstones.Set(float64(tomb))
+	n.metrics.stateBytes.Set(float64(size))
+}
+
 // State returns a copy of the cluster-wide value for key.
 func (n *Node) State(key string) ([]byte, bool) { return n.store.get(key) }
+
+// StateWriter returns a copy of the cluster-wide value for key and the
+// name of the member that wrote it (a restarted member keeps its name, so
+// it can recognise what its previous life wrote).
+func (n *Node) StateWriter(key string) ([]byte, string, bool) { return n.store.getWriter(key) }
 
 // memberFrom converts a memberlist node; ok is false if its metadata
 // cannot be read.

@@ -23,6 +23,9 @@ type metrics struct {
 	changes       *prometheus.CounterVec // event
 	stateEntries  prometheus.Gauge
 	stateDropped  *prometheus.CounterVec // reason
+	stateBytes    prometheus.Gauge
+	tombstones    prometheus.Gauge
+	stateRefused  *prometheus.CounterVec // reason
 	health        prometheus.GaugeFunc
 }
 
@@ -81,6 +84,18 @@ func newMetrics(reg prometheus.Registerer, health func() float64) (*metrics, err
 			Name: "obs_cluster_state_dropped_total",
 			Help: "Cluster state entries from others that were not applied, by reason (invalid, full).",
 		}, []string{"reason"}),
+		stateBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "obs_cluster_state_bytes",
+			Help: "Encoded size of the cluster-wide state (entries and tombstones), as sent in each push/pull.",
+		}),
+		tombstones: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "obs_cluster_state_tombstones",
+			Help: "Deleted cluster state keys whose tombstones are still kept and gossiped.",
+		}),
+		stateRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "obs_cluster_state_writes_refused_total",
+			Help: "Local writes to the cluster state that were refused, by reason (full, invalid).",
+		}, []string{"reason"}),
 		health: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "obs_cluster_health_score",
 			Help: "memberlist awareness score: 0 is healthy, higher means this member misses probes itself.",
@@ -94,13 +109,16 @@ func newMetrics(reg prometheus.Registerer, health func() float64) (*metrics, err
 	for _, r := range []string{"cluster_name", "key", "metadata"} {
 		m.refused.WithLabelValues(r)
 	}
+	for _, r := range []string{"full", "invalid"} {
+		m.stateRefused.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
 		m.members, m.ownedKeys, m.leader, m.gossipMsgs, m.gossipBytes, m.pushPull,
 		m.probeFailures, m.probeRTT, m.refused, m.joins, m.changes, m.stateEntries,
-		m.stateDropped, m.health,
+		m.stateDropped, m.stateBytes, m.tombstones, m.stateRefused, m.health,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register cluster metrics: %w", err)

@@ -83,6 +83,8 @@ type Node struct {
 	subs    map[int]chan struct{}
 	nextSub int
 	owned   map[string]int
+	// duties are the changing duty keys by source (SetDuties).
+	duties map[string][]string
 
 	ready   chan struct{}
 	started atomic.Bool
@@ -124,6 +126,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 		members: make(map[string]*Member),
 		subs:    make(map[int]chan struct{}),
 		owned:   make(map[string]int),
+		duties:  make(map[string][]string),
 		ready:   make(chan struct{}),
 	}
 	n.metrics, err = newMetrics(reg, n.healthScore)
@@ -133,6 +136,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Node, err
 	n.bq = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return max(1, int(n.alive.Load())) },
 		RetransmitMult: 3,
+	}
+	if cfg.TombstoneTTL > 0 {
+		n.store.ttl = cfg.TombstoneTTL
 	}
 	n.view.Store(&view{})
 	return n, nil

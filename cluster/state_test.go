@@ -67,15 +67,39 @@ func TestStoreLimits(t *testing.T) {
 	require.Error(t, err)
 	_, err = s.set("k", make([]byte, maxStateValue+1), "a", 1)
 	require.Error(t, err)
+	require.NotErrorIs(t, err, errStateFull)
+
+	// Small entries: the count bounds the state.
 	for i := range maxStateEntries {
 		_, err := s.set(fmt.Sprint(i), nil, "a", 1)
 		require.NoError(t, err)
 	}
 	_, err = s.set("one-too-many", nil, "a", 1)
-	require.Error(t, err)
+	require.ErrorIs(t, err, errStateFull)
 	_, err = s.set("0", []byte("update of an existing key still works"), "a", 1)
 	require.NoError(t, err)
-	require.Equal(t, mergeFull, s.merge(entry{key: "remote-new", version: 9, node: "b"}))
+	require.Equal(t, mergeFull, s.merge(entry{key: "remote-new", value: []byte{}, version: 9, node: "b"}))
+
+	// Large entries: the encoded bytes bound it, well below the 20 MiB
+	// memberlist accepts in one push/pull.
+	s = newStore()
+	big := make([]byte, maxStateValue)
+	n := 0
+	for ; ; n++ {
+		if _, err := s.set(fmt.Sprintf("big-%06d", n), big, "gateway-0", 1); err != nil {
+			require.ErrorIs(t, err, errStateFull)
+			break
+		}
+	}
+	_, size := s.usage()
+	require.LessOrEqual(t, size, maxStateBytes)
+	require.Greater(t, size, maxStateBytes-2*len(big))
+	require.Equal(t, size, len(s.digest())-1-uvarintLen(uint64(n))-1, "usage counts the digest's bytes")
+	// Updates of existing keys go on: a writer that has its key keeps it.
+	_, err = s.set("big-000000", big[:10], "gateway-0", 2)
+	require.NoError(t, err)
+	_, err = s.set("big-000001", big, "gateway-0", 3)
+	require.NoError(t, err)
 }
 
 func TestStateEncoding(t *testing.T) {
@@ -103,7 +127,8 @@ func TestStateEncoding(t *testing.T) {
 	require.Equal(t, "gw-2", name)
 	require.Equal(t, int64(42), start.UnixNano())
 
-	for _, bad := range [][]byte{nil, {0}, {msgStateEntry}, {msgStateDigest, 0xff}, {msgStateDigest, 5, 1, 'k'}} {
+	for _, bad := range [][]byte{nil, {0}, {msgStateEntry}, {msgStateDelete}, {msgStateDigest, 0xff}, {msgStateDigest, 5, 1, 'k'},
+		{msgStateDigest, 0, 2, 1, 'k'}} {
 		_, err := decodeState(bad)
 		require.Error(t, err, "%v", bad)
 	}
@@ -117,6 +142,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(s.digest())
 	f.Add(encodeEntryMsg(entry{key: "k", value: []byte("v"), version: 3, node: "x"}))
 	f.Add(encodeLeaving("x", time.Unix(1, 0)))
+	f.Add(encodeEntryMsg(entry{key: "gone", version: 4, node: "x", deleted: true}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		entries, err := decodeState(b)
 		if err != nil {

@@ -3,6 +3,8 @@ package cluster
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,8 +16,20 @@ type View struct {
 	Role    Role              `json:"role"`
 	Members []ViewMember      `json:"members"`
 	Leaders map[string]string `json:"leaders"` // duty → member; "" if no gateway is alive
-	Owned   map[string]int    `json:"owned"`
-	State   []StateInfo       `json:"state"`
+	// Duties groups every duty, the configured ones and those reported
+	// by SetDuties (one per namespace), by the member that owns it:
+	// compact even with thousands of namespaces.
+	Duties []DutyOwner    `json:"duties"`
+	Owned  map[string]int `json:"owned"`
+	State  []StateInfo    `json:"state"`
+}
+
+// DutyOwner is one member's duties in a View; Member is "" for the duties
+// no gateway owns (none alive).
+type DutyOwner struct {
+	Member string   `json:"member"`
+	Count  int      `json:"count"`
+	Duties []string `json:"duties"`
 }
 
 // ViewMember is one member in a View.
@@ -53,8 +67,49 @@ func (n *Node) Snapshot() View {
 	for k, c := range n.owned {
 		v.Owned[k] = c
 	}
+	all := slices.Clone(n.cfg.Duties)
+	for _, keys := range n.duties {
+		all = append(all, keys...)
+	}
 	n.mu.Unlock()
+	v.Duties = n.dutyOwners(all)
 	return v
+}
+
+// SetDuties replaces the duty keys source (e.g. a receiver id) reports;
+// nil removes them. Snapshot shows who owns each.
+func (n *Node) SetDuties(source string, keys []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(keys) == 0 {
+		delete(n.duties, source)
+		return
+	}
+	n.duties[source] = slices.Clone(keys)
+}
+
+// dutyOwners groups duties by their owner among gateways, members sorted
+// by name and each member's duties sorted.
+func (n *Node) dutyOwners(duties []string) []DutyOwner {
+	slices.Sort(duties)
+	duties = slices.Compact(duties)
+	by := map[string]*DutyOwner{}
+	for _, d := range duties {
+		m, _ := n.Leader(d)
+		o := by[m]
+		if o == nil {
+			o = &DutyOwner{Member: m}
+			by[m] = o
+		}
+		o.Count++
+		o.Duties = append(o.Duties, d)
+	}
+	out := make([]DutyOwner, 0, len(by))
+	for _, o := range by {
+		out = append(out, *o)
+	}
+	slices.SortFunc(out, func(a, b DutyOwner) int { return strings.Compare(a.Member, b.Member) })
+	return out
 }
 
 // Handler serves Snapshot as JSON (GET and HEAD only).
