@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 // TestConnectionAssociation: an app sends OTLP straight to a gateway from
@@ -40,13 +40,12 @@ func TestConnectionAssociation(t *testing.T) {
 	_, err = cl.SetPodRunning(ctx, ns, "web-1", podIP, time.Now())
 	require.NoError(t, err)
 
-	grpcAddr := net.JoinHostPort("127.0.0.5", strconv.Itoa(freePort(t, "127.0.0.5")))
 	out := filepath.Join(t.TempDir(), "logs.json")
 	cfg := fmt.Sprintf(`receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: %s
+        endpoint: {{addr "grpc"}}
 processors:
   k8sattributes:
     auth_type: kubeConfig
@@ -62,9 +61,10 @@ service:
       receivers: [otlp]
       processors: [k8sattributes]
       exporters: [file]
-`, grpcAddr, out)
+`, out)
 	g := newGateway(t, "g1", "127.0.0.5", "", cl.Kubeconfig, cfg)
-	g.start() // ready: the cache has synced
+	g.Start() // ready: the cache has synced
+	grpcAddr := g.Addr("grpc")
 
 	// Dial from the pod's address, as the app in that pod would.
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(podIP)}}
@@ -79,7 +79,7 @@ service:
 	_, err = plogotlp.NewGRPCClient(cc).Export(ctx, plogotlp.NewExportRequestFromLogs(logs))
 	require.NoError(t, err)
 
-	waitFor(t, 20*time.Second, "enriched record in the file exporter", func() (bool, string) {
+	obsproc.WaitFor(t, 20*time.Second, "enriched record in the file exporter", func() (bool, string) {
 		b, err := os.ReadFile(out)
 		if err != nil {
 			return false, err.Error()
@@ -87,7 +87,7 @@ service:
 		s := string(b)
 		for _, want := range []string{`"checkout done"`, `"k8s.pod.name"`, `"web-1"`, `"k8s.namespace.name"`, `"` + ns + `"`} {
 			if !strings.Contains(s, want) {
-				return false, fmt.Sprintf("no %s in %q", want, tail(s, 400))
+				return false, fmt.Sprintf("no %s in %q", want, s[max(0, len(s)-400):])
 			}
 		}
 		return true, ""

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 const job = "k8s-pods"
@@ -48,14 +49,14 @@ func serveMetrics(t *testing.T, ip string, port int) *atomic.Int64 {
 
 // targetOwners reads GET /jobs/{job}/targets at admin: target → owner. A
 // target listed twice is an error.
-func targetOwners(admin string) (map[string]string, error) {
+func targetOwners(g *gateway) (map[string]string, error) {
 	var raw map[string]struct {
 		Targets []struct {
 			Targets []string          `json:"targets"`
 			Labels  map[string]string `json:"labels"`
 		} `json:"targets"`
 	}
-	if err := getJSON(admin, "/jobs/"+job+"/targets", &raw); err != nil {
+	if err := g.GetJSON("/jobs/"+job+"/targets", &raw); err != nil {
 		return nil, err
 	}
 	owners := map[string]string{}
@@ -78,7 +79,7 @@ func targetOwners(admin string) (map[string]string, error) {
 func TestKubernetesDiscoverySharded(t *testing.T) {
 	cl := k8stest.Start(t)
 	ns := cl.Namespace(t, "disc", nil)
-	port := freePort(t, "127.0.0.60")
+	port := obsproc.Port(t, "127.0.0.60")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -135,9 +136,9 @@ service:
 `, prom, t.TempDir()+"/out.json")
 	}
 	g1 := newGateway(t, "g1", "127.0.0.2", "", cl.Kubeconfig, cfg())
-	g1.start()
-	g2 := newGateway(t, "g2", "127.0.0.3", g1.gossip, cl.Kubeconfig, cfg())
-	g2.start()
+	g1.Start()
+	g2 := newGateway(t, "g2", "127.0.0.3", g1.GossipAddr(), cl.Kubeconfig, cfg())
+	g2.Start()
 	gws := []*gateway{g1, g2}
 
 	// expect waits until both gateways list exactly want, each once, with
@@ -146,10 +147,10 @@ service:
 		t.Helper()
 		sort.Strings(want)
 		var owners map[string]string
-		took := waitFor(t, 15*time.Second, what, func() (bool, string) {
+		took := obsproc.WaitFor(t, 15*time.Second, what, func() (bool, string) {
 			var first map[string]string
 			for _, g := range gws {
-				o, err := targetOwners(g.admin)
+				o, err := targetOwners(g)
 				if err != nil {
 					return false, err.Error()
 				}
@@ -157,12 +158,12 @@ service:
 				for a, c := range o {
 					got = append(got, a)
 					if c != "g1" && c != "g2" {
-						return false, fmt.Sprintf("%s: target %s owned by unknown %q", g.name, a, c)
+						return false, fmt.Sprintf("%s: target %s owned by unknown %q", g.Name(), a, c)
 					}
 				}
 				sort.Strings(got)
 				if !reflect.DeepEqual(got, want) {
-					return false, fmt.Sprintf("%s lists %v, want %v", g.name, got, want)
+					return false, fmt.Sprintf("%s lists %v, want %v", g.Name(), got, want)
 				}
 				if first == nil {
 					first = o
@@ -183,7 +184,7 @@ service:
 
 	// The kept targets are really scraped (by their owner), the other pod
 	// never is.
-	waitFor(t, 10*time.Second, "demo pods scraped", func() (bool, string) {
+	obsproc.WaitFor(t, 10*time.Second, "demo pods scraped", func() (bool, string) {
 		for _, p := range []string{"demo-a", "demo-b", "demo-c"} {
 			if scrapes[p].Load() == 0 {
 				return false, p + " not scraped yet"
@@ -198,7 +199,7 @@ service:
 
 	mkPod("demo-d", "127.0.0.64", "demo")
 	expect("new pod discovered and owned", addr("127.0.0.60"), addr("127.0.0.62"), addr("127.0.0.64"))
-	waitFor(t, 10*time.Second, "new pod scraped", func() (bool, string) {
+	obsproc.WaitFor(t, 10*time.Second, "new pod scraped", func() (bool, string) {
 		return scrapes["demo-d"].Load() > 0, "demo-d not scraped yet"
 	})
 	require.Zero(t, scrapes["other"].Load(), "pod without app=demo was scraped")

@@ -2,10 +2,9 @@ package k8sint
 
 import (
 	"context"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 // kubeconfigGatewayConfig is a gateway whose k8sattributes reads the
@@ -59,20 +59,14 @@ func TestKubeconfigFlag(t *testing.T) {
 	require.NoError(t, os.WriteFile(kc, b, 0o600))
 
 	t.Run("reaches the API server", func(t *testing.T) {
-		g := newGateway(t, "kc1", "127.0.0.6", "", "", kubeconfigGatewayConfig)
-		g.args = []string{"--kubeconfig", kc}
-		g.start() // /readyz 200: the k8sattributes cache has synced
-		waitFor(t, 10*time.Second, "the pod in the cache", func() (bool, string) {
-			code, body, err := get(g.admin, "/metrics")
-			if err != nil || code != 200 {
-				return false, "get /metrics failed"
+		g := newGateway(t, "kc1", "127.0.0.6", "", "", kubeconfigGatewayConfig, "--kubeconfig", kc)
+		g.Start() // /readyz 200: the k8sattributes cache has synced
+		obsproc.WaitFor(t, 10*time.Second, "the pod in the cache", func() (bool, string) {
+			v, err := g.Metric("obs_enrich_k8s_cache_objects", `kind="pod"`)
+			if err != nil {
+				return false, err.Error()
 			}
-			for _, line := range strings.Split(string(body), "\n") {
-				if strings.HasPrefix(line, `obs_enrich_k8s_cache_objects{kind="pod"} `) {
-					return strings.TrimPrefix(line, `obs_enrich_k8s_cache_objects{kind="pod"} `) == "1", line
-				}
-			}
-			return false, "no obs_enrich_k8s_cache_objects{kind=\"pod\"}"
+			return v == 1, fmt.Sprintf(`obs_enrich_k8s_cache_objects{kind="pod"} %v`, v)
 		})
 	})
 
@@ -81,17 +75,12 @@ func TestKubeconfigFlag(t *testing.T) {
 		cfgPath := filepath.Join(dir, "obs.yaml")
 		require.NoError(t, os.WriteFile(cfgPath, []byte(kubeconfigGatewayConfig), 0o600))
 		missing := filepath.Join(dir, "no-such.kubeconfig")
-		cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
-		defer ccancel()
-		cmd := exec.CommandContext(cctx, obsBin, "run", "--role", "gateway", "--no-cluster", "--config", cfgPath,
+		// Run fails the test unless obs exits within 20s: it must exit at once.
+		code, stdout, stderr := obsproc.Run(t, 20*time.Second, nil, "run", "--role", "gateway", "--no-cluster", "--config", cfgPath,
 			"--data-dir", filepath.Join(dir, "data"), "--admin-addr", "127.0.0.1:0", "--kubeconfig", missing)
-		cmd.Env = environ()
-		out, err := cmd.CombinedOutput()
-		var exit *exec.ExitError
-		require.ErrorAs(t, err, &exit, "obs must exit with an error, not run or be killed: %s", out)
-		require.NotEqual(t, 0, exit.ExitCode())
-		require.NoError(t, cctx.Err(), "obs exited at once")
-		require.Contains(t, string(out), missing, "the error names the file")
-		require.Contains(t, string(out), "--kubeconfig")
+		out := stdout + stderr
+		require.NotEqual(t, 0, code, "obs must exit with an error, not run or be killed: %s", out)
+		require.Contains(t, out, missing, "the error names the file")
+		require.Contains(t, out, "--kubeconfig")
 	})
 }

@@ -20,6 +20,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 // applyGatewayRBAC creates, from deploy/kubernetes/rbac.yaml, the
@@ -154,7 +155,7 @@ service:
 `, ns, out)
 	g := newGateway(t, "g1", "127.0.0.4", "", kubeconfig, cfg)
 	start := time.Now()
-	g.start()
+	g.Start()
 	t.Logf("gateway ready (/readyz 200) after %s", time.Since(start).Round(time.Millisecond))
 
 	const reason = "ObsRbacProbe"
@@ -168,7 +169,7 @@ service:
 		Source: corev1.EventSource{Component: "k8sint"},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	took := waitFor(t, 20*time.Second, "event in file exporter", func() (bool, string) {
+	took := obsproc.WaitFor(t, 20*time.Second, "event in file exporter", func() (bool, string) {
 		b, err := os.ReadFile(out)
 		if err != nil {
 			return false, err.Error()
@@ -181,13 +182,13 @@ service:
 	t.Logf("event reached the file exporter %s after creation", took.Round(time.Millisecond))
 	// k8sattributes' informers (pods, namespaces, nodes, replicasets, jobs)
 	// synced with this token: the role lets it list and watch them all.
-	synced := waitFor(t, 20*time.Second, "k8sattributes cache synced", func() (bool, string) {
-		return strings.Contains(g.out.String(), "kubernetes cache synced"), "no \"kubernetes cache synced\" in the log yet"
+	synced := obsproc.WaitFor(t, 20*time.Second, "k8sattributes cache synced", func() (bool, string) {
+		return strings.Contains(g.Log(), "kubernetes cache synced"), "no \"kubernetes cache synced\" in the log yet"
 	})
 	t.Logf("k8sattributes cache synced (seen %s after the event)", synced.Round(time.Millisecond))
 	// Both receivers sent it: the one for its namespace, and the one that
 	// found the namespace by listing them (shard_by: namespace).
-	waitFor(t, 20*time.Second, "the event from both receivers", func() (bool, string) {
+	obsproc.WaitFor(t, 20*time.Second, "the event from both receivers", func() (bool, string) {
 		b, err := os.ReadFile(out)
 		if err != nil {
 			return false, err.Error()
@@ -195,5 +196,5 @@ service:
 		n := strings.Count(string(b), msg)
 		return n == 2, fmt.Sprintf("%d records of the event", n)
 	})
-	require.NotContains(t, strings.ToLower(g.out.String()), "forbidden", "gateway log mentions a forbidden API call")
+	require.NotContains(t, strings.ToLower(g.Log()), "forbidden", "gateway log mentions a forbidden API call")
 }
