@@ -75,6 +75,31 @@ type WALSection struct {
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	// Dir is the WAL directory; empty means the default data dir.
 	Dir string `yaml:"dir"`
+	// Compression of stored entries: auto, s2 or none; empty means the
+	// role's default.
+	Compression string `yaml:"compression"`
+	// ValueLogFileBytes is the size of badger's value-log files (1 MiB to
+	// under 1 GiB); 0 means the role's default.
+	ValueLogFileBytes ByteSize `yaml:"value_log_file_bytes"`
+}
+
+// checkWAL reports values of the wal section that decode but are out of
+// range, at their own line.
+func (p *parser) checkWAL(n *yaml.Node) {
+	for k, v := range pairs(n) {
+		switch k.Value {
+		case "compression":
+			switch p.f.WAL.Compression {
+			case "", "auto", "s2", "none": // as the wal package names them
+			default:
+				p.fail(v, "wal.compression", "want auto, s2 or none")
+			}
+		case "value_log_file_bytes":
+			if b := p.f.WAL.ValueLogFileBytes; b != 0 && (b < 1<<20 || b >= 1<<30) {
+				p.fail(v, "wal.value_log_file_bytes", "want from 1MiB to under 1GiB")
+			}
+		}
+	}
 }
 
 // File is one loaded configuration.
@@ -225,6 +250,7 @@ func (p *parser) parse(data []byte, opts Options) {
 			p.decodeSection(v, "cluster", &p.f.Cluster)
 		case "wal":
 			p.decodeSection(v, "wal", &p.f.WAL)
+			p.checkWAL(v)
 		default:
 			p.fail(k, k.Value, "unknown key")
 		}

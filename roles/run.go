@@ -122,6 +122,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		wcfg.ReclaimInterval = time.Second
 		wcfg.Compression = wal.CompressS2
 	}
+	if c := p.file.WAL.Compression; c != "" {
+		wcfg.Compression = wal.Compression(c)
+	}
+	if b := p.file.WAL.ValueLogFileBytes; b > 0 {
+		wcfg.ValueLogFileBytes = int64(b)
+	}
 	if p.file.WAL.MaxBytes > 0 {
 		wcfg.MaxBytes = int64(p.file.WAL.MaxBytes)
 	} else if free, ok := freeBytes(walDir); ok && free/2 < wcfg.MaxBytes {
@@ -326,8 +332,13 @@ func (rt *runtime) gatewayRoute(key string) (string, bool) {
 // its own leader and keeps the resume point in memory and in its WAL.
 func (rt *runtime) eventsDuty(cfg *logs.K8sEventsConfig) logs.Duty {
 	if rt.node != nil {
+		// Self and StateWriter let a restarted member (same name) resume
+		// at once from what its previous process gossiped; Duties lists
+		// the per-namespace duties in the cluster view.
 		return logs.Duty{IsLeader: rt.node.IsLeader, Changed: rt.node.Changed(),
-			GetState: rt.node.State, SetState: rt.node.SetState, Checkpoint: rt.db.Get}
+			GetState: rt.node.State, SetState: rt.node.SetState, Checkpoint: rt.db.Get,
+			Self: rt.node.Name(), StateWriter: rt.node.StateWriter, DeleteState: rt.node.DeleteState,
+			Duties: rt.node.SetDuties}
 	}
 	cfg.HandoverWait = 0
 	var mu sync.Mutex
