@@ -5,145 +5,37 @@
 package events
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 	"github.com/obs-dev/obs/test/otelpeer"
 )
 
 const duty = "k8s-events"
 
-var obsBin string
+func TestMain(m *testing.M) { obsproc.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "obs-events-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "events: create temp dir:", err)
-		os.Exit(1)
-	}
-	obsBin = filepath.Join(dir, "obs")
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", obsBin, "github.com/obs-dev/obs")
-		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-		var b []byte
-		b, err = cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			err = fmt.Errorf("build obs: %w\n%s", err, b)
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "events:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}))
-}
+// gateway is one obs process; it keeps its data dir across restarts
+// (Proc.Start again), as a StatefulSet pod keeps its volume.
+type gateway = obsproc.Proc
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}
-
-func freePort(t testing.TB, ip string) int {
+// newGateways prepares three gateways on 127.0.0.2-4 (cluster "events"),
+// each joining the other two, whose k8s_events receiver has the settings
+// in receiver (indented YAML lines under k8s_events:) and sends to sink;
+// args are more flags of obs run. They are not started.
+func newGateways(t testing.TB, sink, kubeconfig, receiver string, args ...string) []*gateway {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		require.NoError(t, err)
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		_ = l.Close()
-		if err == nil {
-			_ = u.Close()
-			return port
-		}
-	}
-	t.Fatalf("no free port on %s", ip)
-	return 0
-}
-
-// gateway is one obs process; it keeps its data dir across restarts, as
-// a StatefulSet pod keeps its volume.
-type gateway struct {
-	t               testing.TB
-	name            string
-	gossip, admin   string
-	config, dataDir string
-	kubeconfig      string
-	join            []string
-	args            []string // more flags for obs run
-	out             *syncBuffer
-	cmd             *exec.Cmd
-	done            chan struct{}
-}
-
-func newGateway(t testing.TB, name, ip, sink, ns, kubeconfig, handoverWait string) *gateway {
-	t.Helper()
-	return newGatewayWith(t, name, ip, sink, kubeconfig, fmt.Sprintf(`
-    auth_type: kubeConfig
-    namespaces: [%q]
-    handover_wait: %s`, ns, handoverWait))
-}
-
-// newGatewayWith is a gateway whose k8s_events receiver has the settings
-// in receiver (indented YAML lines under k8s_events:).
-func newGatewayWith(t testing.TB, name, ip, sink, kubeconfig, receiver string) *gateway {
-	t.Helper()
-	dir := t.TempDir()
-	g := &gateway{t: t, name: name,
-		gossip:     net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))),
-		admin:      net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))),
-		config:     filepath.Join(dir, "obs.yaml"),
-		dataDir:    filepath.Join(dir, "data"),
-		kubeconfig: kubeconfig,
-		out:        &syncBuffer{},
-	}
 	cfg := fmt.Sprintf(`receivers:
   k8s_events:%s
 exporters:
@@ -157,64 +49,28 @@ service:
       receivers: [k8s_events]
       exporters: [otlp]
 `, receiver, sink)
-	require.NoError(t, os.WriteFile(g.config, []byte(cfg), 0o600))
-	t.Cleanup(func() {
-		g.kill()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", g.name, tail(g.out.String(), 12000))
-		}
-	})
-	return g
-}
-
-func (g *gateway) start() {
-	t := g.t
-	t.Helper()
-	require.Nil(t, g.cmd, "%s already running", g.name)
-	args := []string{"run", "--role", "gateway", "--config", g.config, "--data-dir", g.dataDir,
-		"--admin-addr", g.admin, "--node-name", g.name, "--cluster-bind", g.gossip,
-		"--cluster-name", "events", "--shutdown-timeout", "10s"}
-	for _, j := range g.join {
-		args = append(args, "--join", j)
+	var ips, gossip []string
+	for i := range 3 {
+		ip := fmt.Sprintf("127.0.0.%d", i+2)
+		ips = append(ips, ip)
+		gossip = append(gossip, obsproc.Addr(t, ip))
 	}
-	args = append(args, g.args...)
-	cmd := exec.Command(obsBin, args...)
-	fmt.Fprintf(g.out, "----- obs %s\n", strings.Join(args, " "))
-	cmd.Stdout, cmd.Stderr = g.out, g.out
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+g.kubeconfig, "OTEL_EXPORTER_OTLP_ENDPOINT=", "NO_PROXY=*", "no_proxy=*")
-	require.NoError(t, cmd.Start())
-	g.cmd = cmd
-	done := make(chan struct{})
-	g.done = done
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-done:
-			g.cmd = nil
-			t.Fatalf("%s exited during start: %s\n%s", g.name, cmd.ProcessState, tail(g.out.String(), 4000))
-		default:
+	var gs []*gateway
+	for i := range 3 {
+		var join []string
+		for j, a := range gossip {
+			if j != i {
+				join = append(join, a)
+			}
 		}
-		if _, err := g.view(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: GET /cluster did not answer within 20s", g.name)
-		}
-		time.Sleep(50 * time.Millisecond)
+		gs = append(gs, obsproc.New(t, obsproc.Options{
+			Role: "gateway", Name: fmt.Sprintf("gw%d", i+1), IP: ips[i],
+			Cluster: true, Gossip: gossip[i], Join: join, Config: cfg,
+			Env:  []string{"KUBECONFIG=" + kubeconfig},
+			Args: append([]string{"--cluster-name", "events"}, args...),
+		}))
 	}
-}
-
-func (g *gateway) kill() {
-	if g.cmd == nil {
-		return
-	}
-	_ = g.cmd.Process.Signal(syscall.SIGKILL)
-	<-g.done
-	g.cmd = nil
+	return gs
 }
 
 type clusterView struct {
@@ -225,59 +81,29 @@ type clusterView struct {
 	Leaders map[string]string `json:"leaders"`
 }
 
-var httpClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
-
-func (g *gateway) view() (clusterView, error) {
-	var v clusterView
-	rsp, err := httpClient.Get("http://" + g.admin + "/cluster")
-	if err != nil {
-		return v, err
-	}
-	defer rsp.Body.Close()
-	if rsp.StatusCode != http.StatusOK {
-		return v, fmt.Errorf("get /cluster: %s", rsp.Status)
-	}
-	return v, json.NewDecoder(rsp.Body).Decode(&v)
-}
-
 // leader is the leader every running gateway names, among running ones.
 func leader(gs []*gateway) (string, string) {
 	l := ""
 	for _, g := range gs {
-		if g.cmd == nil {
+		if !g.Running() {
 			continue
 		}
-		v, err := g.view()
-		if err != nil {
+		var v clusterView
+		if err := g.GetJSON("/cluster", &v); err != nil {
 			return "", err.Error()
 		}
 		n := v.Leaders[duty]
 		if n == "" || (l != "" && n != l) {
-			return "", fmt.Sprintf("%s names leader %q, another %q", g.name, n, l)
+			return "", fmt.Sprintf("%s names leader %q, another %q", g.Name(), n, l)
 		}
 		l = n
 	}
 	for _, g := range gs {
-		if g.name == l && g.cmd != nil {
+		if g.Name() == l && g.Running() {
 			return l, ""
 		}
 	}
 	return "", fmt.Sprintf("leader %q is not running", l)
-}
-
-func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		ok, why := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %s: %s", what, within, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // sinkCounts counts the records at the sink by k8s.event.name.
@@ -338,22 +164,15 @@ func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration, timeo
 	sink := otelpeer.StartSink(t)
 	ns := kc.Namespace(t, "events", nil)
 
-	var gs []*gateway
-	for i := range 3 {
-		gs = append(gs, newGateway(t, fmt.Sprintf("gw%d", i+1), fmt.Sprintf("127.0.0.%d", i+2), sink.GRPCAddr, ns, kc.Kubeconfig, handoverWait))
-	}
+	gs := newGateways(t, sink.GRPCAddr, kc.Kubeconfig, fmt.Sprintf(`
+    auth_type: kubeConfig
+    namespaces: [%q]
+    handover_wait: %s`, ns, handoverWait))
 	for _, g := range gs {
-		for _, o := range gs {
-			if o != g {
-				g.join = append(g.join, o.gossip)
-			}
-		}
-	}
-	for _, g := range gs {
-		g.start()
+		g.Start()
 	}
 	first := ""
-	waitFor(t, 30*time.Second, "one leader", func() (bool, string) {
+	obsproc.WaitFor(t, 30*time.Second, "one leader", func() (bool, string) {
 		l, why := leader(gs)
 		first = l
 		return l != "", why
@@ -389,7 +208,7 @@ func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration, timeo
 
 	byName := func(n string) *gateway {
 		for _, g := range gs {
-			if g.name == n {
+			if g.Name() == n {
 				return g
 			}
 		}
@@ -400,9 +219,9 @@ func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration, timeo
 		l, why := leader(gs)
 		require.NotEmpty(t, l, why)
 		victim := byName(l)
-		victim.kill()
+		victim.Kill()
 		killed := time.Now()
-		took := waitFor(t, 30*time.Second, "a new leader after killing "+l, func() (bool, string) {
+		took := obsproc.WaitFor(t, 30*time.Second, "a new leader after killing "+l, func() (bool, string) {
 			n, why := leader(gs)
 			return n != "" && n != l, why
 		})
@@ -410,12 +229,12 @@ func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration, timeo
 		t.Logf("killed leader %s at %s; %s leads %s later", l, killed.Format("15:04:05.000"), n, took.Round(time.Millisecond))
 		// A StatefulSet pod comes back with its volume.
 		time.Sleep(time.Until(killed.Add(downFor)))
-		victim.start()
+		victim.Start()
 	}
 	require.NoError(t, <-genErr)
 
 	var counts map[string]int
-	took := waitFor(t, 120*time.Second, "every event at the sink", func() (bool, string) {
+	took := obsproc.WaitFor(t, 120*time.Second, "every event at the sink", func() (bool, string) {
 		counts = sinkCounts(t, sink)
 		missing := 0
 		for i := range total {
@@ -443,8 +262,8 @@ func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration, timeo
 	// now; gw1 and gw2 were never killed).
 	handovers, terms := 0.0, 0.0
 	for _, g := range gs {
-		handovers += g.metric(t, "obs_logs_k8s_events_handover_timeouts_total")
-		terms += g.metric(t, "obs_logs_k8s_events_leadership_changes_total")
+		handovers += metric(t, g, "obs_logs_k8s_events_handover_timeouts_total")
+		terms += metric(t, g, "obs_logs_k8s_events_leadership_changes_total")
 	}
 	t.Logf("handover timeouts %v, leadership terms %v (running processes)", handovers, terms)
 	if timeouts {
@@ -454,23 +273,14 @@ func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration, timeo
 	}
 }
 
-// metric sums the samples of a counter on g's /metrics.
-func (g *gateway) metric(t testing.TB, name string) float64 {
+// metric sums the samples of a counter on g's /metrics; a counter with no
+// sample yet counts 0.
+func metric(t testing.TB, g *gateway, name string) float64 {
 	t.Helper()
-	rsp, err := httpClient.Get("http://" + g.admin + "/metrics")
-	require.NoError(t, err)
-	defer rsp.Body.Close()
-	b, err := io.ReadAll(rsp.Body)
-	require.NoError(t, err)
-	sum := 0.0
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		require.NoError(t, err, line)
-		sum += v
+	v, err := g.Metric(name)
+	if errors.Is(err, obsproc.ErrNoSample) {
+		return 0
 	}
-	return sum
+	require.NoError(t, err)
+	return v
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 	"github.com/obs-dev/obs/test/otelpeer"
 )
 
@@ -29,15 +30,15 @@ type logRec struct {
 }
 
 // records reads g's JSON log; each life of the process starts with the
-// "----- obs" line start writes.
+// "----- start N: obs" line obsproc writes.
 func records(g *gateway) []logRec {
 	var out []logRec
 	life := -1
-	sc := bufio.NewScanner(strings.NewReader(g.out.String()))
+	sc := bufio.NewScanner(strings.NewReader(g.Log()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "----- obs ") {
+		if strings.HasPrefix(line, "----- start ") {
 			life++
 			continue
 		}
@@ -71,7 +72,7 @@ func watchSpans(g *gateway, kills []time.Time) []watchSpan {
 	life := 0
 	closeAll := func(at time.Time) {
 		for ns, from := range open {
-			out = append(out, watchSpan{g.name, ns, from, at})
+			out = append(out, watchSpan{g.Name(), ns, from, at})
 		}
 		clear(open)
 	}
@@ -88,7 +89,7 @@ func watchSpans(g *gateway, kills []time.Time) []watchSpan {
 			open[r.ns] = r.time
 		case "k8s events watch ends":
 			if from, ok := open[r.ns]; ok {
-				out = append(out, watchSpan{g.name, r.ns, from, r.time})
+				out = append(out, watchSpan{g.Name(), r.ns, from, r.time})
 				delete(open, r.ns)
 			}
 		}
@@ -142,28 +143,16 @@ func TestEventsShardByNamespace(t *testing.T) {
 		namespaces = append(namespaces, kc.Namespace(t, "shard", nil))
 	}
 
-	var gs []*gateway
-	for i := range 3 {
-		g := newGatewayWith(t, fmt.Sprintf("gw%d", i+1), fmt.Sprintf("127.0.0.%d", i+2), sink.GRPCAddr, kc.Kubeconfig, `
+	gs := newGateways(t, sink.GRPCAddr, kc.Kubeconfig, `
     auth_type: kubeConfig
     shard_by: namespace
-    handover_wait: 30s`)
-		g.args = []string{"--log-format", "json"}
-		gs = append(gs, g)
-	}
+    handover_wait: 30s`, "--log-format", "json")
 	for _, g := range gs {
-		for _, o := range gs {
-			if o != g {
-				g.join = append(g.join, o.gossip)
-			}
-		}
-	}
-	for _, g := range gs {
-		g.start()
+		g.Start()
 	}
 	// Every test namespace watched by someone before events start, so the
 	// receivers' fresh start (events since they started) covers them all.
-	waitFor(t, 30*time.Second, "every namespace watched", func() (bool, string) {
+	obsproc.WaitFor(t, 30*time.Second, "every namespace watched", func() (bool, string) {
 		var all []string
 		for _, g := range gs {
 			all = append(all, watching(g)...)
@@ -233,12 +222,12 @@ func TestEventsShardByNamespace(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, theirs, "some gateway watches a namespace")
-	victim.kill()
+	victim.Kill()
 	killed := time.Now()
-	t.Logf("killed %s at %s; it watched %v", victim.name, killed.Format("15:04:05.000"), theirs)
+	t.Logf("killed %s at %s; it watched %v", victim.Name(), killed.Format("15:04:05.000"), theirs)
 	// Its namespaces' duties move to the others within failure detection
 	// (they wait for its hand-over: it comes back within handover_wait).
-	took := waitFor(t, 30*time.Second, "the killed gateway's namespaces taken over", func() (bool, string) {
+	took := obsproc.WaitFor(t, 30*time.Second, "the killed gateway's namespaces taken over", func() (bool, string) {
 		for _, ns := range theirs {
 			ok := false
 			for _, g := range gs {
@@ -252,7 +241,7 @@ func TestEventsShardByNamespace(t *testing.T) {
 	})
 	t.Logf("its namespaces taken over %s after the kill", took.Round(time.Millisecond))
 	time.Sleep(time.Until(killed.Add(5 * time.Second)))
-	victim.start()
+	victim.Start()
 
 	require.NoError(t, <-genErr)
 	late := <-lateNS
@@ -262,7 +251,7 @@ func TestEventsShardByNamespace(t *testing.T) {
 	require.Len(t, want, total)
 
 	var counts map[string]int
-	took = waitFor(t, 120*time.Second, "every event at the sink", func() (bool, string) {
+	took = obsproc.WaitFor(t, 120*time.Second, "every event at the sink", func() (bool, string) {
 		counts = sinkCounts(t, sink)
 		missing := 0
 		for _, n := range want {
@@ -322,8 +311,8 @@ func TestEventsShardByNamespace(t *testing.T) {
 		}
 		back := false
 		for _, sp := range byNS[ns] {
-			back = back || (sp.gateway == victim.name && sp.from.After(killed))
+			back = back || (sp.gateway == victim.Name() && sp.from.After(killed))
 		}
-		require.True(t, back, "namespace %s moved back to its owner %s after it restarted", ns, victim.name)
+		require.True(t, back, "namespace %s moved back to its owner %s after it restarted", ns, victim.Name())
 	}
 }
