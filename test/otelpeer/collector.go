@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/obs-dev/obs/test/obsproc"
 )
 
 const (
@@ -153,15 +155,14 @@ func tail(s string, n int) string {
 	return "..." + s[len(s)-n:]
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a port on 127.0.0.1 that is free now and that no
+// other caller in this test binary (of FreePort or of obsproc.Port, which
+// it is) was ever given: below the kernel's ephemeral range, so that a
+// port-0 listener or an outgoing connection cannot take it before the
+// collector binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("otelpeer: listen on a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return obsproc.Port(t, "127.0.0.1")
 }
 
 func freeAddr(t testing.TB) string {
