@@ -3,6 +3,7 @@ package obsproc
 import (
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -113,6 +114,23 @@ func TestGossipGiven(t *testing.T) {
 	require.Equal(t, addr, p.GossipAddr())
 	require.Contains(t, strings.Join(p.args(), " "), "--cluster-bind "+addr)
 	require.NotEqual(t, addr, p.AdminAddr())
+}
+
+// TestWrapAndAdminAddr: a wrapper command that execs obs runs it (its
+// output is in the log, and the pid is obs's own, so SIGTERM reaches
+// obs and it exits 0), and a given admin address is the one obs serves.
+func TestWrapAndAdminAddr(t *testing.T) {
+	admin := Addr(t, "127.0.0.4")
+	p := Start(t, Options{Name: "w", AdminAddr: admin, Config: logsConfig,
+		Wrap: []string{"sh", "-c", `echo "wrapper ran"; exec "$@"`, "sh"}})
+	require.Equal(t, admin, p.AdminAddr())
+	exe, err := os.Stat(fmt.Sprintf("/proc/%d/exe", p.Pid()))
+	require.NoError(t, err)
+	bin, err := os.Stat(Build(t))
+	require.NoError(t, err)
+	require.True(t, os.SameFile(bin, exe), "the pid is obs's, not the wrapper's")
+	require.NoError(t, p.Stop())
+	require.Contains(t, p.Log(), "wrapper ran")
 }
 
 // TestClusterAndSignal: with Cluster, a member gossips on its own port and

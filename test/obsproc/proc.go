@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -66,6 +67,15 @@ type Options struct {
 	Args []string
 	// ReadyTimeout bounds the wait for /readyz; default 30s.
 	ReadyTimeout time.Duration
+	// AdminAddr is --admin-addr (IP:port); default a fresh port (Addr) of
+	// IP. Set it for a config whose own fixed ports are under test, as a
+	// pod's (obs's admin port is 8888 there).
+	AdminAddr string
+	// Wrap is a command that runs obs: the process started is Wrap[0]
+	// with Wrap[1:], then the obs binary and its arguments, and it must
+	// exec obs in the end (e.g. unshare(1) and a shell script ending in
+	// exec "$@"), so that Pid, Signal and Kill reach obs itself.
+	Wrap []string
 }
 
 // Proc is one obs process of a test: its config, data dir and addresses,
@@ -127,9 +137,12 @@ func New(tb testing.TB, o Options) *Proc {
 	p := &Proc{
 		tb: tb, opts: o,
 		configPath: o.ConfigFile,
-		admin:      Addr(tb, o.IP),
+		admin:      o.AdminAddr,
 		addrs:      map[string]string{},
 		log:        &syncBuffer{},
+	}
+	if p.admin == "" {
+		p.admin = Addr(tb, o.IP)
 	}
 	if o.Cluster {
 		p.gossip = o.Gossip
@@ -196,6 +209,9 @@ func (p *Proc) Start() {
 	}
 	args := p.args()
 	cmd := exec.Command(bin, args...)
+	if w := p.opts.Wrap; len(w) > 0 {
+		cmd = exec.Command(w[0], append(append(slices.Clone(w[1:]), bin), args...)...)
+	}
 	p.starts++
 	fmt.Fprintf(p.log, "----- start %d: obs %s\n", p.starts, strings.Join(args, " "))
 	cmd.Stdout, cmd.Stderr = p.log, p.log
