@@ -12,7 +12,7 @@ import (
 // holding its full 16 event identities (uid 36 bytes, resourceVersion 8
 // digits), as logs.TestResumePointSize measures it: the largest entry
 // that receiver writes, one per namespace with shard_by: namespace.
-const k8sEventsValueSize = 766
+const k8sEventsValueSize = 758
 
 // TestStateSizeAtScale measures what 5,000 namespaces' resume points
 // cost in a push/pull (one receiver, shard_by: namespace) and checks the

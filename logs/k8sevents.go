@@ -23,8 +23,13 @@ package logs
 // The gossiped point can lag the WAL by one batch when a leader dies
 // between its commit and the gossip. A new leader therefore starts only
 // from a released point, or from one written by its own member's previous
-// life (read back from the WAL through Duty.Checkpoint). When the point is
-// another member's and not released, it waits up to handover_wait: a
+// life: read back from the WAL through Duty.Checkpoint, or gossiped under
+// this member's name (Duty.Self): the previous process is gone (it held
+// the WAL, which the new one opened), and whatever it committed after
+// that point is in this member's WAL, so the newer of the two is exact.
+// This is what lets a restarted leader resume at once a stream that never
+// had an event (no checkpoint in the WAL, only its gossiped claim). When
+// the point is another member's and not released, it waits up to handover_wait: a
 // member that was killed and restarts (a StatefulSet pod) reads its own
 // checkpoint from its WAL and publishes it as released, so the new leader
 // resumes exactly after the last event that member committed. Only when
@@ -190,6 +195,21 @@ type Duty struct {
 	// nil when absent). Optional; without it a restarted leader cannot
 	// report its last batch and the next leader waits handover_wait.
 	Checkpoint func(key []byte) ([]byte, error)
+	// Self is this member's name, the same across its restarts (a
+	// StatefulSet pod's), and StateWriter returns a key's value with the
+	// name of the member that wrote it (cluster.Node.StateWriter). With
+	// both, a resume point written by this member's previous life is
+	// recognised and resumed from at once. Optional.
+	Self        string
+	StateWriter func(key string) (value []byte, writer string, ok bool)
+	// DeleteState removes a key from the cluster state (a gossiped
+	// tombstone): the resume point of a namespace that was deleted.
+	// Optional; without it such points stay.
+	DeleteState func(key string) error
+	// Duties reports the duty keys the receiver (source) has now, for the
+	// cluster view (cluster.Node.SetDuties); nil keys when it stops.
+	// Optional.
+	Duties func(source string, keys []string)
 }
 
 // K8sEventsReceiver watches Kubernetes events while this member leads.
@@ -212,6 +232,25 @@ type K8sEventsReceiver struct {
 	consumeTimeout time.Duration
 	// syncWait bounds the wait for cluster state when none is gossiped.
 	syncWait time.Duration
+	// publishWarn rate-limits the warning of a failed publish: with a full
+	// cluster state every commit of every stream fails the same way.
+	publishWarn warnLimiter
+}
+
+// warnLimiter lets one warning through per interval.
+type warnLimiter struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (l *warnLimiter) allow(now time.Time, every time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < every {
+		return false
+	}
+	l.last = now
+	return true
 }
 
 // NewK8sEventsReceiver validates cfg and builds the receiver; Run starts it.
@@ -282,10 +321,14 @@ func (r *K8sEventsReceiver) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		rs.wg.Wait()
+		if r.duty.Duties != nil {
+			r.duty.Duties(r.id, nil)
+		}
 	}()
 	for _, s := range r.streams {
 		rs.add(s)
 	}
+	rs.reportDuties()
 	var nsChanged <-chan struct{}
 	var nsList func() []string
 	if r.discover {
@@ -296,6 +339,7 @@ func (r *K8sEventsReceiver) Run(ctx context.Context) error {
 		rs.wg.Go(func() { nw.run(ctx) })
 		nsChanged, nsList = nw.changed, nw.list
 		rs.stopped = nw.signal
+		rs.listed = nw.has
 	}
 	for {
 		select {
@@ -320,6 +364,8 @@ type runningStreams struct {
 	// stopped is called when a stream stopped by sync has exited (the
 	// namespace may be back by then).
 	stopped func()
+	// listed reports whether a namespace exists now.
+	listed func(ns string) bool
 }
 
 type runningStream struct {
@@ -377,6 +423,7 @@ func (rs *runningStreams) sync(namespaces []string) {
 			e.cancel = nil
 			rs.wg.Go(func() {
 				<-e.done
+				rs.forget(e.s)
 				if rs.stopped != nil {
 					rs.stopped()
 				}
@@ -401,6 +448,44 @@ func (rs *runningStreams) sync(namespaces []string) {
 		rs.add(s)
 	}
 	rs.r.m.namespaces.Set(float64(len(rs.byNS)))
+	rs.reportDuties()
+}
+
+// reportDuties tells the cluster view which duty keys the streams have.
+func (rs *runningStreams) reportDuties() {
+	if rs.r.duty.Duties == nil {
+		return
+	}
+	keys := make([]string, 0, len(rs.byNS))
+	for _, e := range rs.byNS {
+		keys = append(keys, e.s.dutyKey)
+	}
+	slices.Sort(keys)
+	rs.r.duty.Duties(rs.r.id, slices.Compact(keys))
+}
+
+// forget deletes the resume point of a stream whose namespace is gone, once
+// its stream exited (a leader has published its release by then). The
+// member whose point it is deletes it, and the namespace's owner (in case
+// that member is gone): a later write, by a leader of the namespace
+// created again, beats the deletion.
+func (rs *runningStreams) forget(s *eventStream) {
+	if rs.r.duty.DeleteState == nil || s.ns == "" || (rs.listed != nil && rs.listed(s.ns)) {
+		return
+	}
+	cur, writer, ok := s.state()
+	if !ok {
+		return
+	}
+	mine := (s.ownOK && cur.Holder == s.own.Holder) || (writer != "" && writer == rs.r.duty.Self)
+	if !mine && !rs.r.duty.IsLeader(s.dutyKey) {
+		return
+	}
+	if err := rs.r.duty.DeleteState(s.stateKey); err != nil {
+		s.log.Warn("delete the resume point of a deleted namespace", "key", s.stateKey, "err", err)
+		return
+	}
+	s.log.Info("k8s events namespace gone; its resume point is deleted", "key", s.stateKey)
 }
 
 // eventStream is one watch (all namespaces or one) and its resume point.
@@ -423,6 +508,9 @@ type eventStream struct {
 }
 
 func (s *eventStream) loadCheckpoint() error {
+	// A point gossiped under this member's name by its previous process
+	// may wait for a release (resolveOwn), checkpoint or not.
+	s.resolve = s.r.duty.Self != "" && s.r.duty.StateWriter != nil
 	if s.r.duty.Checkpoint == nil {
 		return nil
 	}
@@ -438,22 +526,49 @@ func (s *eventStream) loadCheckpoint() error {
 	return nil
 }
 
-func (s *eventStream) state() (resumePoint, bool) {
-	b, ok := s.r.duty.GetState(s.stateKey)
+// state returns the gossiped resume point and the member that wrote it
+// ("" when Duty cannot tell).
+func (s *eventStream) state() (resumePoint, string, bool) {
+	var b []byte
+	var writer string
+	var ok bool
+	if s.r.duty.StateWriter != nil {
+		b, writer, ok = s.r.duty.StateWriter(s.stateKey)
+	} else {
+		b, ok = s.r.duty.GetState(s.stateKey)
+	}
 	if !ok {
-		return resumePoint{}, false
+		return resumePoint{}, "", false
 	}
 	p, err := decodeResumePoint(b)
 	if err != nil {
 		s.log.Warn("ignore k8s events resume point from cluster state", "key", s.stateKey, "err", err)
-		return resumePoint{}, false
+		return resumePoint{}, "", false
 	}
-	return p, true
+	return p, writer, true
+}
+
+// previousLife reports whether a gossiped point was written under this
+// member's name but not by this process's terms of the stream (whose
+// holder s.own has; callers check that first): by its previous process.
+func (s *eventStream) previousLife(cur resumePoint, writer string) bool {
+	return s.r.duty.Self != "" && writer == s.r.duty.Self && !(s.ownOK && cur.Holder == s.own.Holder)
+}
+
+// newest is the later of the gossiped point and this member's own.
+func (s *eventStream) newest(cur resumePoint) resumePoint {
+	if s.ownOK && s.own.Seq > cur.Seq {
+		return s.own
+	}
+	return cur
 }
 
 func (s *eventStream) publish(p resumePoint) {
 	if err := s.r.duty.SetState(s.stateKey, p.encode()); err != nil {
-		s.log.Warn("publish k8s events resume point", "err", err)
+		s.r.m.publishErrors.Inc()
+		if s.r.publishWarn.allow(time.Now(), time.Minute) {
+			s.log.Warn("publish k8s events resume point (logged once a minute; obs_logs_k8s_events_publish_errors_total counts them)", "err", err)
+		}
 	}
 }
 
@@ -498,9 +613,19 @@ func (s *eventStream) run(ctx context.Context) {
 // gossiped point is from the same (dead) leadership term and not newer:
 // the leader waiting for it can then resume exactly.
 func (s *eventStream) resolveOwn(giveUp bool) {
-	cur, ok := s.state()
+	cur, writer, ok := s.state()
 	switch {
-	case ok && cur.Holder == s.own.Holder:
+	case ok && s.previousLife(cur, writer):
+		// A term of this member's previous process, which committed
+		// nothing after it (or its commit is in s.own, from the WAL).
+		if !cur.Released {
+			rel := s.newest(cur)
+			rel.Released = true
+			s.publish(rel)
+			s.log.Info("k8s events point of this member's previous process published as released for the next leader", "seq", rel.Seq)
+		}
+		s.resolve = false
+	case ok && s.ownOK && cur.Holder == s.own.Holder:
 		if !cur.Released && s.own.Seq >= cur.Seq {
 			rel := s.own
 			rel.Released = true
@@ -528,7 +653,7 @@ func (s *eventStream) acquire(ctx context.Context, t *time.Timer) (resumePoint, 
 		if ctx.Err() != nil || !s.r.duty.IsLeader(s.dutyKey) {
 			return resumePoint{}, false
 		}
-		cur, ok := s.state()
+		cur, writer, ok := s.state()
 		timedOut := !time.Now().Before(deadline)
 		if !ok {
 			timedOut = !time.Now().Before(syncDeadline)
@@ -541,6 +666,13 @@ func (s *eventStream) acquire(ctx context.Context, t *time.Timer) (resumePoint, 
 				return s.own, true
 			}
 			return cur, true
+		case ok && s.previousLife(cur, writer):
+			// Written under this member's name by its previous process
+			// (gone: this one holds its WAL), e.g. the claim of a stream
+			// that never had an event. Anything committed after it is
+			// in s.own.
+			s.log.Info("k8s events point of this member's previous process; resuming at once", "seq", cur.Seq)
+			return s.newest(cur), true
 		case ok && cur.Released:
 			return cur, true
 		case ok && timedOut:
@@ -1073,6 +1205,7 @@ type k8sEventsMetrics struct {
 	handoverTimeouts prometheus.Counter
 	refused          prometheus.Counter
 	namespaces       prometheus.Gauge
+	publishErrors    prometheus.Counter
 	accepted         prometheus.Counter // otelcol_receiver_accepted_log_records
 }
 
@@ -1093,6 +1226,7 @@ func newK8sEventsMetrics(id string, reg prometheus.Registerer) (*k8sEventsMetric
 		refused:          c("obs_logs_k8s_events_refused_total", "Kubernetes events the pipeline refused or failed to store (retried)."),
 		namespaces: prometheus.NewGauge(prometheus.GaugeOpts{Name: "obs_logs_k8s_events_namespaces",
 			Help: "Namespaces found with shard_by: namespace and no namespaces listed (each has a stream; its owner watches).", ConstLabels: cl}),
+		publishErrors: c("obs_logs_k8s_events_publish_errors_total", "Resume points that could not be written to the cluster state (e.g. it is full)."),
 	}
 	// The Collector's receiver counter, shaped as export/ and filelog
 	// register it (help; labels receiver and transport), so every
@@ -1110,7 +1244,7 @@ func newK8sEventsMetrics(id string, reg prometheus.Registerer) (*k8sEventsMetric
 		return m, nil
 	}
 	for _, col := range []prometheus.Collector{m.received, m.sent, m.skipped, m.relists, m.leaderChanges,
-		m.leader, m.handoverTimeouts, m.refused, m.namespaces} {
+		m.leader, m.handoverTimeouts, m.refused, m.namespaces, m.publishErrors} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

@@ -59,6 +59,12 @@ func (w *namespaceWatch) run(ctx context.Context) {
 	w.inf.Run(ctx.Done())
 }
 
+// has reports whether the namespace exists now.
+func (w *namespaceWatch) has(ns string) bool {
+	_, ok, err := w.inf.GetStore().GetByKey(ns)
+	return ok && err == nil
+}
+
 // list returns the namespaces known now, sorted.
 func (w *namespaceWatch) list() []string {
 	keys := w.inf.GetStore().ListKeys() // a namespace's key is its name

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -205,6 +206,8 @@ type fakeCluster struct {
 	mu       sync.Mutex
 	leader   string
 	state    map[string][]byte
+	writers  map[string]string // key -> member that wrote the state
+	duties   map[string][]string
 	deaf     map[string]bool // members whose SetState is lost (killed before gossip)
 	subs     map[string]chan struct{}
 	wal      map[string]map[string][]byte
@@ -213,7 +216,7 @@ type fakeCluster struct {
 }
 
 func newFakeCluster() *fakeCluster {
-	return &fakeCluster{state: map[string][]byte{}, deaf: map[string]bool{}, subs: map[string]chan struct{}{},
+	return &fakeCluster{state: map[string][]byte{}, writers: map[string]string{}, duties: map[string][]string{}, deaf: map[string]bool{}, subs: map[string]chan struct{}{},
 		wal: map[string]map[string][]byte{}, records: map[string]int{}, byMember: map[string]int{}}
 }
 
@@ -239,8 +242,30 @@ func (c *fakeCluster) duty(member string, extraCheck func()) Duty {
 			defer c.mu.Unlock()
 			if !c.deaf[member] {
 				c.state[key] = v
+				c.writers[key] = member
 			}
 			return nil
+		},
+		Self: member,
+		StateWriter: func(key string) ([]byte, string, bool) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			v, ok := c.state[key]
+			return v, c.writers[key], ok
+		},
+		DeleteState: func(key string) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !c.deaf[member] {
+				delete(c.state, key)
+				delete(c.writers, key)
+			}
+			return nil
+		},
+		Duties: func(source string, keys []string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.duties[member+"/"+source] = keys
 		},
 		Checkpoint: func(key []byte) ([]byte, error) {
 			c.mu.Lock()
@@ -520,6 +545,65 @@ func TestK8sEventsAPIServer(t *testing.T) {
 		require.GreaterOrEqual(t, testutil.ToFloat64(b.r.m.leaderChanges), 3.0)
 	})
 
+	// A leader of a quiet stream (no event yet: no checkpoint in its WAL,
+	// only its gossiped claim and list position) is killed and restarts
+	// under its name within handover_wait. It recognises its previous
+	// process's point and resumes at once from it: the events created
+	// while it was down are sent exactly once, without waiting
+	// handover_wait. About 6 s (the first start waits 5 s for gossip).
+	t.Run("restart of a quiet leader", func(t *testing.T) {
+		ns := kc.Namespace(t, "restart", nil)
+		fc := newFakeCluster()
+		fc.setLeader("a")
+		cfg := testEventsConfig(ns)
+		cfg.HandoverWait = 30 * time.Second
+		a := startMember(t, fc, "a", cfg, kc.Client, nil)
+		key := "k8s_events/k8s_events/ns/" + ns
+		waitFor(t, "a's list position gossiped", 10*time.Second, func() bool {
+			b, ok := fc.get(key)
+			if !ok {
+				return false
+			}
+			p, err := decodeResumePoint(b)
+			return err == nil && p.RV != "" && !p.Released
+		})
+		// Killed: its release is never gossiped.
+		fc.mu.Lock()
+		fc.deaf["a"] = true
+		fc.mu.Unlock()
+		a.stop()
+		fc.mu.Lock()
+		fc.deaf["a"] = false
+		require.Empty(t, fc.wal["a"][key], "a quiet stream has no checkpoint in the WAL")
+		fc.mu.Unlock()
+		var names []string
+		for i := range 5 {
+			ev, err := kc.Client.CoreV1().Events(ns).Create(ctx, newEvent(ns, fmt.Sprintf("q%d", i), "Normal"), metav1.CreateOptions{})
+			require.NoError(t, err)
+			names = append(names, ev.Name)
+		}
+		start := time.Now()
+		a2 := startMember(t, fc, "a", cfg, kc.Client, nil)
+		waitFor(t, "the events of the downtime", 10*time.Second, func() bool {
+			for _, n := range names {
+				if fc.count(n) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		require.Less(t, time.Since(start), cfg.HandoverWait/3, "resumed at once, not after handover_wait")
+		ev, err := kc.Client.CoreV1().Events(ns).Create(ctx, newEvent(ns, "q5", "Warning"), metav1.CreateOptions{})
+		require.NoError(t, err)
+		names = append(names, ev.Name)
+		waitFor(t, "an event after the restart", 10*time.Second, func() bool { return fc.count("q5") == 1 })
+		time.Sleep(300 * time.Millisecond) // a late duplicate would show now
+		for _, n := range names {
+			require.Equal(t, 1, fc.count(n), "event %s", n)
+		}
+		require.Zero(t, testutil.ToFloat64(a2.r.m.handoverTimeouts))
+	})
+
 	t.Run("gone", func(t *testing.T) {
 		ns := kc.Namespace(t, "gone", nil)
 		var evs []*corev1.Event
@@ -716,3 +800,189 @@ func TestResolveOwn(t *testing.T) {
 		})
 	}
 }
+
+// TestAcquirePreviousLife: a point gossiped under this member's own name
+// by its previous process (restarted within handover_wait, e.g. a
+// StatefulSet pod) is resumed from at once, even without a checkpoint in
+// the WAL (a stream that never had an event); the WAL's point wins when it
+// is newer. Another member's unreleased point still waits.
+func TestAcquirePreviousLife(t *testing.T) {
+	const wait = 30 * time.Second
+	claim := resumePoint{Seq: 5, Holder: 11, RV: "50", Sent: []eventID{{"u", "50"}}}
+	walNewer := resumePoint{Seq: 6, Holder: 10, RV: "60"}
+	walOlder := resumePoint{Seq: 4, Holder: 10, RV: "40"}
+	tests := []struct {
+		name     string
+		writer   string
+		own      *resumePoint
+		want     resumePoint
+		waited   time.Duration
+		timeouts float64
+	}{
+		{"own previous claim, no checkpoint: at once", "a", nil, claim, 0, 0},
+		{"own previous claim, older checkpoint: the claim", "a", &walOlder, claim, 0, 0},
+		{"own previous claim, newer checkpoint: the checkpoint", "a", &walNewer, walNewer, 0, 0},
+		{"another member's claim: wait it out", "b", nil, claim, wait, 1},
+		{"no writer known: wait it out", "", nil, claim, wait, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fc := newFakeCluster()
+				fc.setLeader("a")
+				cl, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+				require.NoError(t, err)
+				cfg := DefaultK8sEventsConfig()
+				cfg.HandoverWait = wait
+				r, err := NewK8sEventsReceiver("k8s_events", cfg, cl, fc.consume("a"), fc.duty("a", nil), nil, nil)
+				require.NoError(t, err)
+				s := r.streams[0]
+				fc.state[s.stateKey] = claim.encode()
+				fc.writers[s.stateKey] = tc.writer
+				if tc.own != nil {
+					fc.wal["a"][s.stateKey] = tc.own.encode()
+				}
+				require.NoError(t, s.loadCheckpoint())
+				tm := time.NewTimer(time.Hour)
+				defer tm.Stop()
+				start := time.Now()
+				got, ok := s.acquire(context.Background(), tm)
+				require.True(t, ok)
+				require.Equal(t, tc.want.encode(), got.encode())
+				waited := time.Since(start)
+				require.GreaterOrEqual(t, waited, tc.waited)
+				require.Less(t, waited, tc.waited+500*time.Millisecond)
+				require.Equal(t, tc.timeouts, testutil.ToFloat64(r.m.handoverTimeouts))
+				synctest.Wait()
+			})
+		})
+	}
+}
+
+// TestResolvePreviousLife: a restarted member that does not lead releases
+// the unreleased point its previous process gossiped, so the leader that
+// waits for it resumes at once.
+func TestResolvePreviousLife(t *testing.T) {
+	claim := resumePoint{Seq: 5, Holder: 11, RV: "50"}
+	walNewer := resumePoint{Seq: 6, Holder: 10, RV: "60"}
+	tests := []struct {
+		name   string
+		writer string
+		own    *resumePoint
+		want   *resumePoint // released; nil: left alone
+	}{
+		{"own previous claim is released", "a", nil, &claim},
+		{"newer checkpoint is released instead", "a", &walNewer, &walNewer},
+		{"another member's claim is left alone", "b", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fc := newFakeCluster()
+			cl, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+			require.NoError(t, err)
+			r, err := NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), cl, fc.consume("a"), fc.duty("a", nil), nil, nil)
+			require.NoError(t, err)
+			s := r.streams[0]
+			fc.state[s.stateKey] = claim.encode()
+			fc.writers[s.stateKey] = tc.writer
+			if tc.own != nil {
+				fc.wal["a"][s.stateKey] = tc.own.encode()
+			}
+			require.NoError(t, s.loadCheckpoint())
+			require.True(t, s.resolve, "a restarted member checks what its previous process gossiped")
+			s.resolveOwn(false)
+			require.False(t, s.resolve)
+			got, _ := fc.get(s.stateKey)
+			if tc.want == nil {
+				require.Equal(t, claim.encode(), got)
+				return
+			}
+			want := *tc.want
+			want.Released = true
+			require.Equal(t, want.encode(), got)
+		})
+	}
+}
+
+// TestForgetDeletedNamespace: once a deleted namespace's stream exited,
+// its resume point is deleted from the cluster state by the member that
+// wrote it or by the namespace's owner, and kept while the namespace
+// exists (it came back).
+func TestForgetDeletedNamespace(t *testing.T) {
+	tests := []struct {
+		name    string
+		writer  string
+		leader  string
+		listed  bool
+		deleted bool
+	}{
+		{"written by this member", "a", "b", false, true},
+		{"owned by this member", "c", "a", false, true},
+		{"another member's, not owned", "c", "b", false, false},
+		{"the namespace is back", "a", "a", true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fc := newFakeCluster()
+			fc.setLeader(tc.leader)
+			cl, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+			require.NoError(t, err)
+			cfg := DefaultK8sEventsConfig()
+			cfg.ShardBy = "namespace"
+			r, err := NewK8sEventsReceiver("k8s_events", cfg, cl, fc.consume("a"), fc.duty("a", nil), nil, nil)
+			require.NoError(t, err)
+			s, err := r.newStream("gone")
+			require.NoError(t, err)
+			fc.state[s.stateKey] = resumePoint{Seq: 3, Holder: 9, RV: "30", Released: true}.encode()
+			fc.writers[s.stateKey] = tc.writer
+			rs := &runningStreams{r: r, listed: func(ns string) bool { return tc.listed && ns == "gone" }}
+			rs.forget(s)
+			_, ok := fc.get(s.stateKey)
+			require.Equal(t, tc.deleted, !ok)
+		})
+	}
+}
+
+// TestResumePointSize measures a full resume point (16 identities of
+// real-shaped events: 36-byte uid, 8-digit resourceVersion): what one
+// namespace costs in the cluster state (cluster.k8sEventsValueSize).
+func TestResumePointSize(t *testing.T) {
+	p := resumePoint{Seq: 1234, Holder: newHolder(), RV: "12345678"}
+	for i := range maxSent {
+		p.Sent = append(p.Sent, eventID{UID: fmt.Sprintf("6f1d2c3b-4a59-4e6f-8a7b-%012d", i), RV: fmt.Sprintf("%08d", 12345600+i)})
+	}
+	b := p.encode()
+	t.Logf("full resume point: %d bytes", len(b))
+	require.Equal(t, 758, len(b), "cluster.k8sEventsValueSize must follow")
+	require.LessOrEqual(t, len(b), maxResumeBytes)
+}
+
+// TestPublishErrorsRateLimited: with a full cluster state every commit
+// fails to publish; that is counted each time and logged once a minute.
+func TestPublishErrorsRateLimited(t *testing.T) {
+	fc := newFakeCluster()
+	cl, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+	require.NoError(t, err)
+	d := fc.duty("a", nil)
+	d.SetState = func(string, []byte) error { return fmt.Errorf("set cluster state: cluster state is full") }
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	r, err := NewK8sEventsReceiver("k8s_events", DefaultK8sEventsConfig(), cl, fc.consume("a"), d, log, nil)
+	require.NoError(t, err)
+	for i := range 40 {
+		r.streams[0].publish(resumePoint{Seq: uint64(i)})
+	}
+	require.Equal(t, 40.0, testutil.ToFloat64(r.m.publishErrors))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 1, strings.Count(logs.String(), "publish k8s events resume point"))
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
