@@ -56,6 +56,7 @@ func BenchmarkScrapeLoop(b *testing.B) {
 	var served atomic.Int64
 	var addrs []string
 	var wg sync.WaitGroup
+	b.Cleanup(wg.Wait) // runs last: cleanups run in reverse order
 	for range nTargets {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -72,7 +73,6 @@ func BenchmarkScrapeLoop(b *testing.B) {
 		wg.Go(func() { _ = srv.Serve(ln) })
 		b.Cleanup(func() { _ = srv.Close() })
 	}
-	b.Cleanup(wg.Wait)
 
 	m, err := newMetrics(prometheus.NewRegistry(), "prometheus")
 	if err != nil {
