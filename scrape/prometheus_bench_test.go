@@ -135,6 +135,7 @@ func runScrapeRounds(b *testing.B, app storage.AppendableV2, addrs []string, ser
 	b.StopTimer()
 	cpu, scrapes := cpuSeconds()-cpu0, served.Load()-start
 	runtime.GC()
+	runtime.GC() // twice: sync.Pool's victim cache goes too
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(cpu/(float64(scrapes)*float64(nSeries)/1e6), "cpu-s/Msamples")
