@@ -144,7 +144,9 @@ td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f3f
 <h2>Mailboxes</h2><table><tr><th>component</th><th>queued</th><th>capacity</th></tr>
 {{range .Mailboxes}}<tr><td>{{.Name}}</td><td>{{.Len}}</td><td>{{.Cap}}</td></tr>{{end}}</table>
 {{if .Members}}<h2>Cluster</h2><table><tr><th>member</th><th>role</th><th>state</th><th>address</th></tr>
-{{range .Members}}<tr><td>{{.Name}}</td><td>{{.Meta.Role}}</td><td>{{.State}}</td><td>{{.Address}}</td></tr>{{end}}</table>{{end}}
+{{range .Members}}<tr><td>{{.Name}}</td><td>{{.Meta.Role}}</td><td>{{.State}}</td><td>{{.Address}}</td></tr>{{end}}</table>
+<h2>Duties</h2><table><tr><th>owner</th><th>count</th><th>duties</th></tr>
+{{range .Duties}}<tr><td>{{if .Member}}{{.Member}}{{else}}<span class="bad">no gateway</span>{{end}}</td><td>{{.Count}}</td><td>{{.List}}</td></tr>{{end}}</table>{{end}}
 <p><a href="/metrics">/metrics</a> · <a href="/config">/config</a> · <a href="/cluster">/cluster</a> · <a href="/readyz">/readyz</a></p>
 </body></html>`))
 
@@ -183,6 +185,16 @@ func (rt *runtime) statusPage(w http.ResponseWriter, rs *rates) {
 	}
 	if rt.node != nil {
 		data["Members"] = rt.node.Members()
+		type dutyRow struct {
+			Member string
+			Count  int
+			List   string
+		}
+		var duties []dutyRow
+		for _, d := range rt.node.Snapshot().Duties {
+			duties = append(duties, dutyRow{Member: d.Member, Count: d.Count, List: shortList(d.Duties, 20)})
+		}
+		data["Duties"] = duties
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := statusTmpl.Execute(w, data); err != nil {
@@ -230,6 +242,11 @@ func PrintMembers(ctx context.Context, w io.Writer, adminAddr string) error {
 			Since   time.Time `json:"since"`
 		} `json:"members"`
 		Leaders map[string]string `json:"leaders"`
+		Duties  []struct {
+			Member string   `json:"member"`
+			Count  int      `json:"count"`
+			Duties []string `json:"duties"`
+		} `json:"duties"`
 	}
 	if err := getJSON(ctx, adminAddr, "/cluster", &view); err != nil {
 		return err
@@ -238,10 +255,32 @@ func PrintMembers(ctx context.Context, w io.Writer, adminAddr string) error {
 	for _, m := range view.Members {
 		fmt.Fprintf(w, "%-24s %-8s %-8s %-22s %-12s %s\n", m.Name, m.Role, m.State, m.Address, m.Version, m.Since.Format(time.RFC3339))
 	}
-	for duty, leader := range view.Leaders {
-		fmt.Fprintf(w, "leader of %s: %s\n", duty, leader)
+	leaders := make([]string, 0, len(view.Leaders))
+	for duty := range view.Leaders {
+		leaders = append(leaders, duty)
+	}
+	sort.Strings(leaders)
+	for _, duty := range leaders {
+		fmt.Fprintf(w, "leader of %s: %s\n", duty, view.Leaders[duty])
+	}
+	// Every duty, per-namespace ones included, grouped by owner: one line
+	// per member however many namespaces there are.
+	for _, d := range view.Duties {
+		owner := d.Member
+		if owner == "" {
+			owner = "(no gateway)"
+		}
+		fmt.Fprintf(w, "duties of %s (%d): %s\n", owner, d.Count, shortList(d.Duties, 10))
 	}
 	return nil
+}
+
+// shortList joins the first limit items and says how many more there are.
+func shortList(items []string, limit int) string {
+	if len(items) <= limit {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s, … %d more", strings.Join(items[:limit], ", "), len(items)-limit)
 }
 
 // PrintTargets asks a running member's Target Allocator API who scrapes
