@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 	"github.com/obs-dev/obs/test/otelpeer"
 )
 
@@ -104,10 +105,6 @@ func points(mds []pmetric.Metrics) []point {
 // sink. Every pipeline must deliver with the tags the seed's processors
 // add. About 30 s with a warm API server.
 func TestAgentExample(t *testing.T) {
-	root, err := moduleRoot()
-	must(t, err)
-	cfg, err := os.ReadFile(filepath.Join(root, "deploy", "examples", "seed-agent.yaml"))
-	must(t, err)
 	cl := k8stest.Start(t)
 	sink := otelpeer.StartSink(t)
 
@@ -125,7 +122,7 @@ func TestAgentExample(t *testing.T) {
 	nodeIP := loopbackIP(t, 89, 9100, 10250)
 	// The token is the test cluster's admin token: the agent's ClusterRole
 	// is not what this test is about (test/k8sint checks obs' own RBAC).
-	kl := startKubelet(t, root, net.JoinHostPort(nodeIP, "10250"), cl.Token)
+	kl := startKubelet(t, "../..", net.JoinHostPort(nodeIP, "10250"), cl.Token)
 
 	nodeExporter := false
 	if bin, err := exec.LookPath("prometheus-node-exporter"); err == nil {
@@ -144,7 +141,7 @@ func TestAgentExample(t *testing.T) {
 	}
 
 	p := startPod(t, podSpec{
-		config: string(cfg), role: "agent", adminAddr: net.JoinHostPort(podIP, "8888"),
+		configFile: examplePath("seed-agent.yaml"), role: "agent", adminAddr: net.JoinHostPort(podIP, "8888"),
 		token: []byte(cl.Token), caPEM: caPEM,
 		env: []string{
 			// the seed's DaemonSet env, with $(VAR) expanded as the kubelet does
@@ -188,7 +185,7 @@ func TestAgentExample(t *testing.T) {
 		wants = append(wants, want{"node exporter", "node_load1", map[string]any{"job_label": "node-exporter"}, nodeRes})
 	}
 	seenNames := map[string]bool{}
-	waitFor(t, 60*time.Second, "every agent pipeline at the sink", func() (bool, string) {
+	obsproc.WaitFor(t, 60*time.Second, "every agent pipeline at the sink", func() (bool, string) {
 		_, _ = fmt.Fprintf(logFile, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), logLine)
 		pts := points(sink.Metrics(t))
 		var missing []string

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 	"github.com/obs-dev/obs/test/otelpeer"
 )
 
@@ -23,10 +23,6 @@ import (
 // tagged with the pod IP, and the OTLP export to the gateways redirected
 // by GATEWAY_ENDPOINT to a sink. About 15 s with a warm API server.
 func TestClusterAgentExample(t *testing.T) {
-	root, err := moduleRoot()
-	must(t, err)
-	cfg, err := os.ReadFile(filepath.Join(root, "deploy", "examples", "seed-clusteragent.yaml"))
-	must(t, err)
 	cl := k8stest.Start(t)
 	sink := otelpeer.StartSink(t)
 	caPEM, err := os.ReadFile(cl.CAFile)
@@ -37,7 +33,7 @@ func TestClusterAgentExample(t *testing.T) {
 	ns := cl.Namespace(t, "examples", nil)
 
 	startPod(t, podSpec{
-		config: string(cfg), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
+		configFile: examplePath("seed-clusteragent.yaml"), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
 		token: []byte(cl.Token), caPEM: caPEM,
 		env: []string{
 			"K8S_POD_IP=" + podIP, "METRICS_SCRAPE_INTERVAL=2s",
@@ -57,7 +53,7 @@ func TestClusterAgentExample(t *testing.T) {
 	}, metav1.CreateOptions{})
 	must(t, err)
 
-	waitFor(t, 60*time.Second, "the event and the self-scrape at the sink", func() (bool, string) {
+	obsproc.WaitFor(t, 60*time.Second, "the event and the self-scrape at the sink", func() (bool, string) {
 		var missing []string
 		event := false
 		for _, ld := range sink.Logs(t) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	k8stest "github.com/obs-dev/obs/test/k8s"
+	"github.com/obs-dev/obs/test/obsproc"
 	"github.com/obs-dev/obs/test/otelpeer"
 )
 
@@ -62,10 +62,6 @@ kube_pod_container_status_terminated{namespace="shop",pod="web-7c9f8b6d5-l2kmn",
 //
 // About 20 s with a warm API server.
 func TestGatewayExample(t *testing.T) {
-	root, err := moduleRoot()
-	must(t, err)
-	cfg, err := os.ReadFile(filepath.Join(root, "deploy", "examples", "seed-gateway.yaml"))
-	must(t, err)
 	cl := k8stest.Start(t)
 	sink := otelpeer.StartSink(t)
 	caPEM, err := os.ReadFile(cl.CAFile)
@@ -106,7 +102,7 @@ func TestGatewayExample(t *testing.T) {
 	t.Cleanup(func() { _ = ksm.Close() })
 
 	startPod(t, podSpec{
-		config: string(cfg), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
+		configFile: examplePath("seed-gateway.yaml"), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
 		token: []byte(cl.Token), caPEM: caPEM,
 		env: []string{
 			"K8S_POD_IP=" + podIP, "METRICS_SCRAPE_INTERVAL=2s",
@@ -150,7 +146,7 @@ func TestGatewayExample(t *testing.T) {
 	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr(msg)
 
 	env := map[string]any{"k8s.cluster.name": "lab-production", "deployment.environment.name": "production", "newrelicOnly": "true"}
-	waitFor(t, 90*time.Second, "every gateway pipeline at the sink", func() (bool, string) {
+	obsproc.WaitFor(t, 90*time.Second, "every gateway pipeline at the sink", func() (bool, string) {
 		// resend until it arrives: the k8sattributes cache may not have
 		// the pod yet on the first tries, and a point without the pod's
 		// name would not count
