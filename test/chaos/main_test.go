@@ -84,9 +84,11 @@ func moduleRoot(t *testing.T) string {
 	return filepath.Dir(gomod)
 }
 
-// buildStatic builds pkg as a static binary into out.
+// buildStatic builds pkg as a static binary into out. CGO_ENABLED=0 misses
+// the build cache the other suites filled, so on 2 busy cores a cold build
+// of obs has taken over 5 minutes; the bound only stops a hung toolchain.
 func buildStatic(root, pkg, out string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = root
