@@ -102,20 +102,14 @@ func (k seriesKind) cumulative() bool { return k != kindGauge && k != kindCreate
 // series is what obs remembers about one Prometheus series across scrapes:
 // how it maps to OTLP and its start time.
 type series struct {
-	ref    storage.SeriesRef
-	lset   labels.Labels
-	family string
-	typ    model.MetricType
-	unit   string
-	help   string
-	kind   seriesKind
-	name   string  // OTLP metric name
-	bound  float64 // le or quantile
-	job    string
-	inst   string
-	attrs  []byte  // data point attributes, encoded (see encodeAttrs)
-	group  uint64  // hash of name and attributes: the data point a part belongs to
-	next   *series // in the same seriesTable hash chain
+	ref   storage.SeriesRef
+	lset  labels.Labels
+	meta  *seriesMeta // shared with the family's other series of the target
+	kind  seriesKind
+	bound float64 // le or quantile
+	attrs []byte  // data point attributes, encoded (see encodeAttrs)
+	group uint64  // hash of name and attributes: the data point a part belongs to
+	next  *series // in the same seriesTable hash chain
 
 	mu    sync.Mutex
 	start int64 // synthesised start, ms; 0 = not seen yet
@@ -124,54 +118,69 @@ type series struct {
 	seen  atomic.Int64 // unix ms of the last append
 }
 
+// seriesMeta is what the series of one metric of one target have in
+// common; the series table keeps one copy (intern), which saves about 100
+// bytes per series.
+type seriesMeta struct {
+	family string
+	typ    model.MetricType
+	unit   string
+	help   string
+	name   string // OTLP metric name
+	job    string
+	inst   string
+}
+
 // classify fills the OTLP mapping from the series name and metadata.
-func (s *series) classify(family string, md metadata.Metadata) {
-	s.family, s.typ, s.unit, s.help = family, md.Type, md.Unit, md.Help
+func (s *series) classify(t *seriesTable, family string, md metadata.Metadata) {
+	var m seriesMeta
+	m.family, m.typ, m.unit, m.help = family, md.Type, md.Unit, md.Help
 	name := s.lset.Get(model.MetricNameLabel)
-	s.name, s.kind = name, kindGauge
+	m.name, s.kind = name, kindGauge
 	drop := []string{model.MetricNameLabel, model.JobLabel, model.InstanceLabel}
 	switch md.Type {
 	case model.MetricTypeCounter:
 		s.kind = kindCounter
 		if family != "" && isCreatedSeries(name, family, md.Type) {
 			// Its group is the counter point's (same attributes).
-			s.kind, s.name = kindCreated, strings.TrimSuffix(family, "_total")+"_total"
+			s.kind, m.name = kindCreated, strings.TrimSuffix(family, "_total")+"_total"
 		}
 	case model.MetricTypeHistogram, model.MetricTypeGaugeHistogram:
 		switch {
 		case name == family:
-			s.kind, s.name = kindNative, family
+			s.kind, m.name = kindNative, family
 		case name == family+"_bucket":
-			s.kind, s.name = kindBucket, family
+			s.kind, m.name = kindBucket, family
 			s.bound = parseBound(s.lset.Get(model.BucketLabel))
 			drop = append(drop, model.BucketLabel)
 		case name == family+"_sum" || name == family+"_gsum":
-			s.kind, s.name = kindHistSum, family
+			s.kind, m.name = kindHistSum, family
 		case name == family+"_count" || name == family+"_gcount":
-			s.kind, s.name = kindHistCnt, family
+			s.kind, m.name = kindHistCnt, family
 		case name == family+"_created":
-			s.kind, s.name = kindCreated, family
+			s.kind, m.name = kindCreated, family
 		}
 	case model.MetricTypeSummary:
 		switch {
 		case name == family:
-			s.kind, s.name = kindQuantile, family
+			s.kind, m.name = kindQuantile, family
 			s.bound = parseBound(s.lset.Get(model.QuantileLabel))
 			drop = append(drop, model.QuantileLabel)
 		case name == family+"_sum":
-			s.kind, s.name = kindSumSum, family
+			s.kind, m.name = kindSumSum, family
 		case name == family+"_count":
-			s.kind, s.name = kindSumCnt, family
+			s.kind, m.name = kindSumCnt, family
 		case name == family+"_created":
-			s.kind, s.name = kindCreated, family
+			s.kind, m.name = kindCreated, family
 		}
 	}
-	s.job, s.inst = s.lset.Get(model.JobLabel), s.lset.Get(model.InstanceLabel)
+	m.job, m.inst = s.lset.Get(model.JobLabel), s.lset.Get(model.InstanceLabel)
+	t.setMeta(s, m)
 	b := labels.NewBuilder(s.lset)
 	b.Del(drop...)
 	attrs := b.Labels()
 	s.attrs = encodeAttrs(attrs)
-	b.Set(model.MetricNameLabel, s.name)
+	b.Set(model.MetricNameLabel, m.name)
 	s.group = b.Labels().Hash()
 }
 
@@ -225,8 +234,9 @@ type seriesTable struct {
 
 	mu     sync.Mutex
 	byHash map[uint64]*series // chained by series.next
-	free   []uint32           // swept slots
-	used   uint32             // slots ever handed out
+	metas  map[seriesMeta]*seriesMeta
+	free   []uint32 // swept slots
+	used   uint32   // slots ever handed out
 	seq    uint32
 	count  int
 }
@@ -237,7 +247,21 @@ type seriesChunk [seriesChunkLen]atomic.Pointer[series]
 
 func (t *seriesTable) init() {
 	t.byHash = map[uint64]*series{}
+	t.metas = map[seriesMeta]*seriesMeta{}
 	t.dir.Store(&[]*seriesChunk{})
+}
+
+// setMeta gives s the table's copy of m (under the lock sweep reads
+// it with).
+func (t *seriesTable) setMeta(s *series, m seriesMeta) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.metas[m]
+	if !ok {
+		p = &m
+		t.metas[m] = p
+	}
+	s.meta = p
 }
 
 func (t *seriesTable) byRef(ref storage.SeriesRef) *series {
@@ -318,6 +342,18 @@ func (t *seriesTable) sweep(before int64) {
 					break
 				}
 			}
+		}
+	}
+	// Forget the metadata no series uses any more (targets that went).
+	used := make(map[*seriesMeta]struct{}, len(t.metas))
+	for slot := uint32(0); slot < t.used; slot++ {
+		if s := dir[slot/seriesChunkLen][slot%seriesChunkLen].Load(); s != nil && s.meta != nil {
+			used[s.meta] = struct{}{}
+		}
+	}
+	for k, p := range t.metas {
+		if _, ok := used[p]; !ok {
+			delete(t.metas, k)
 		}
 	}
 }
@@ -419,11 +455,11 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 		family, md = tx.lastFamily, tx.lastMD
 	}
 	s, created := tx.a.series.get(ref, ls)
-	if created || (family != "" && (family != s.family || md.Type != s.typ)) {
+	if created || s.meta == nil || (family != "" && (family != s.meta.family || md.Type != s.meta.typ)) {
 		if family == "" {
 			md.Type = model.MetricTypeUnknown
 		}
-		s.classify(family, md)
+		s.classify(&tx.a.series, family, md)
 	}
 	if family != "" && !report {
 		tx.lastFamily, tx.lastMD = family, md
@@ -473,7 +509,7 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 	switch kind {
 	case kindGauge, kindCounter:
 		m := tx.lastMetric
-		if m == nil || tx.lastSeries.name != s.name || m.kind != kind || tx.lastSeries.job != s.job || tx.lastSeries.inst != s.inst {
+		if m == nil || tx.lastSeries.meta != s.meta || m.kind != kind {
 			m = tx.resource(s).metric(tx.a, s, kind)
 			tx.lastMetric, tx.lastSeries = m, s
 		}
@@ -499,10 +535,10 @@ func (tx *transaction) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 }
 
 func (tx *transaction) resource(s *series) *resBuilder {
-	if rb := tx.lastRes; rb != nil && rb.key.job == s.job && rb.key.instance == s.inst {
+	if rb := tx.lastRes; rb != nil && rb.key.job == s.meta.job && rb.key.instance == s.meta.inst {
 		return rb
 	}
-	k := resKey{s.job, s.inst}
+	k := resKey{s.meta.job, s.meta.inst}
 	for _, rb := range tx.resources {
 		if rb.key == k {
 			tx.lastRes = rb
@@ -523,7 +559,7 @@ func (rb *resBuilder) metric(a *appendable, s *series, kind seriesKind) *txMetri
 	case kindQuantile, kindSumSum, kindSumCnt:
 		kind = kindQuantile
 	}
-	k := metricKey{s.name, kind}
+	k := metricKey{s.meta.name, kind}
 	if m, ok := rb.byKey[k]; ok {
 		return m
 	}
@@ -531,7 +567,7 @@ func (rb *resBuilder) metric(a *appendable, s *series, kind seriesKind) *txMetri
 	if m == nil {
 		m = &txMetric{}
 	}
-	m.name, m.help, m.unit, m.kind, m.dps = s.name, s.help, s.unit, kind, m.dps[:0]
+	m.name, m.help, m.unit, m.kind, m.dps = s.meta.name, s.meta.help, s.meta.unit, kind, m.dps[:0]
 	rb.metrics = append(rb.metrics, m)
 	rb.byKey[k] = m
 	return m
@@ -583,7 +619,7 @@ func (tx *transaction) applyCreated(s *series, t int64, v float64) {
 		return
 	}
 	ms := int64(v * 1000)
-	if m := tx.lastCounter; m != nil && tx.lastCounterGroup == s.group && s.typ == model.MetricTypeCounter {
+	if m := tx.lastCounter; m != nil && tx.lastCounterGroup == s.group && s.meta.typ == model.MetricTypeCounter {
 		binary.LittleEndian.PutUint64(m.dps[tx.lastCounterOff:], msToNanos(ms))
 		tx.lastCounter = nil
 		return
