@@ -42,6 +42,11 @@ package logs
 // A watch whose resourceVersion is too old (410 Gone) relists and sends
 // only what the resume point does not cover: resourceVersions above it,
 // minus the identities it lists.
+//
+// When a namespace is deleted, its stream stops and, once it has exited,
+// its resume point is deleted from the cluster state (a gossiped tombstone)
+// by the member that wrote it and by the namespace's owner, so a cluster
+// whose namespaces come and go does not fill its state.
 
 import (
 	"context"
