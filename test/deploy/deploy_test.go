@@ -190,7 +190,7 @@ func TestManifestsStatic(t *testing.T) {
 			o := byKind(objs, "ConfigMap", "obs-"+role)
 			require.NotNil(t, o)
 			got, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
-			want, err := os.ReadFile(filepath.Join(root(t), "deploy", "examples", role+".yaml"))
+			want, err := os.ReadFile(filepath.Join(root(t), "deploy", "examples", "obs-"+role+".yaml"))
 			require.NoError(t, err)
 			require.Equal(t, string(want), got, role)
 		}

@@ -21,11 +21,11 @@ func TestExamplesValidate(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	for _, tc := range []struct{ file, role string }{
+		{"obs-agent.yaml", "agent"},
+		{"obs-gateway.yaml", "gateway"},
 		{"agent.yaml", "agent"},
 		{"gateway.yaml", "gateway"},
-		{"seed-agent.yaml", "agent"},
-		{"seed-gateway.yaml", "gateway"},
-		{"seed-clusteragent.yaml", "gateway"},
+		{"clusteragent.yaml", "gateway"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			role, err := roles.ParseRole(tc.role)

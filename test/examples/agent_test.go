@@ -94,7 +94,7 @@ func points(mds []pmetric.Metrics) []point {
 	return out
 }
 
-// TestAgentExample runs deploy/examples/seed-agent.yaml as the seed's
+// TestAgentExample runs deploy/examples/agent.yaml as the seed's
 // DaemonSet pod would run it on node n: hostmetrics from this machine's
 // /proc and /sys (HOST_ROOT_PATH=/ stands for the pod's /hostfs mount of
 // the node's /), kubeletstats from the kubelet stand-in on
@@ -141,7 +141,7 @@ func TestAgentExample(t *testing.T) {
 	}
 
 	p := startPod(t, podSpec{
-		configFile: examplePath("seed-agent.yaml"), role: "agent", adminAddr: net.JoinHostPort(podIP, "8888"),
+		configFile: examplePath("agent.yaml"), role: "agent", adminAddr: net.JoinHostPort(podIP, "8888"),
 		token: []byte(cl.Token), caPEM: caPEM,
 		env: []string{
 			// the seed's DaemonSet env, with $(VAR) expanded as the kubelet does

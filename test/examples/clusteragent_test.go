@@ -17,7 +17,7 @@ import (
 	"github.com/obs-dev/obs/test/otelpeer"
 )
 
-// TestClusterAgentExample runs deploy/examples/seed-clusteragent.yaml as
+// TestClusterAgentExample runs deploy/examples/clusteragent.yaml as
 // the seed's single-replica Deployment would: k8s_events from a real API
 // server, the self-scrape of obs' own /metrics on ${K8S_POD_IP}:8888
 // tagged with the pod IP, and the OTLP export to the gateways redirected
@@ -33,7 +33,7 @@ func TestClusterAgentExample(t *testing.T) {
 	ns := cl.Namespace(t, "examples", nil)
 
 	startPod(t, podSpec{
-		configFile: examplePath("seed-clusteragent.yaml"), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
+		configFile: examplePath("clusteragent.yaml"), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
 		token: []byte(cl.Token), caPEM: caPEM,
 		env: []string{
 			"K8S_POD_IP=" + podIP, "METRICS_SCRAPE_INTERVAL=2s",

@@ -41,7 +41,7 @@ kube_pod_container_status_running{namespace="shop",pod="web-7c9f8b6d5-l2kmn",uid
 kube_pod_container_status_terminated{namespace="shop",pod="web-7c9f8b6d5-l2kmn",uid="a3f2c1d0-9b8e-47a6-8c5d-e4f3a2b1c0d9",container="nginx"} 0
 `
 
-// TestGatewayExample runs deploy/examples/seed-gateway.yaml as the seed's
+// TestGatewayExample runs deploy/examples/gateway.yaml as the seed's
 // StatefulSet pod would (one replica, no Target Allocator: obs splits
 // scrape targets itself): OTLP metrics and logs from an agent on
 // ${K8S_POD_IP}:4317 tagged by k8sattributes from a real API server and
@@ -102,7 +102,7 @@ func TestGatewayExample(t *testing.T) {
 	t.Cleanup(func() { _ = ksm.Close() })
 
 	startPod(t, podSpec{
-		configFile: examplePath("seed-gateway.yaml"), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
+		configFile: examplePath("gateway.yaml"), role: "gateway", adminAddr: net.JoinHostPort(podIP, "8888"),
 		token: []byte(cl.Token), caPEM: caPEM,
 		env: []string{
 			"K8S_POD_IP=" + podIP, "METRICS_SCRAPE_INTERVAL=2s",
