@@ -215,3 +215,42 @@ func TestSnapshotDuties(t *testing.T) {
 	require.Len(t, v.Duties, 1)
 	require.Equal(t, []string{DefaultLeaderDuty}, v.Duties[0].Duties)
 }
+
+// TestTombstonesCollected: tombstones are dropped TombstoneTTL after each
+// member learned of them (at its push/pull), on every member, and the
+// deleted key stays deleted.
+func TestTombstonesCollected(t *testing.T) {
+	cfg0 := testConfig("g0", "127.0.0.48")
+	cfg0.TombstoneTTL = 500 * time.Millisecond
+	seed := startNode(t, cfg0)
+	cfg1 := testConfig("g1", "127.0.0.49", seed.Addr())
+	cfg1.TombstoneTTL = 500 * time.Millisecond
+	other := startNode(t, cfg1)
+	nodes := []*testNode{seed, other}
+	eventually(t, nodes, 5*time.Second, "join", func() bool { return agree(nodes, namesOf(nodes)) })
+
+	require.NoError(t, seed.SetState("k", []byte("v")))
+	eventually(t, nodes, 5*time.Second, "gossip of the write", func() bool {
+		_, ok := other.State("k")
+		return ok
+	})
+	require.NoError(t, other.DeleteState("k"))
+	eventually(t, nodes, 5*time.Second, "deletion seen everywhere", func() bool {
+		_, ok := seed.State("k")
+		return !ok && testutil.ToFloat64(seed.metrics.tombstones) == 1
+	})
+	eventually(t, nodes, 5*time.Second, "tombstones collected everywhere", func() bool {
+		for _, n := range nodes {
+			if tombs, _ := n.store.usage(); tombs != 0 || testutil.ToFloat64(n.metrics.tombstones) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range nodes {
+		_, ok := n.State("k")
+		require.False(t, ok, n.Name())
+		_, size := n.store.usage()
+		require.Zero(t, size, n.Name())
+	}
+}
