@@ -90,8 +90,7 @@ func TestDiskReclaim(t *testing.T) {
 // queue that its exporter keeps up with. With small value-log files and
 // prompt reclaim (the agent's settings) the value log on disk, and so the
 // mapped and resident part of it, stays a fraction of what was written;
-// with the size derived from the default cap (64 MiB files) it would hold
-// all of it.
+// with files as large as what was written it would hold all of it.
 func TestSmallValueLogFilesReclaimedWhileWriting(t *testing.T) {
 	cfg := DefaultConfig(t.TempDir())
 	cfg.ValueLogFileBytes = 1 << 20
@@ -148,6 +147,7 @@ func TestValueLogConfigValidate(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
-	require.Equal(t, int64(64<<20), ok.vlogFileSize(), "derived from the 1 GiB cap")
-	require.Equal(t, 10*time.Second, ok.reclaimInterval(), "ten GC intervals")
+	require.Equal(t, int64(16<<20), ok.vlogFileSize(), "derived from the 1 GiB cap, at most 16 MiB")
+	require.Equal(t, int64(4<<20), Config{MaxBytes: 16 << 20}.vlogFileSize(), "a quarter of a small cap")
+	require.Equal(t, 2*time.Second, ok.reclaimInterval(), "four GC intervals")
 }
