@@ -108,6 +108,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	wcfg := wal.DefaultConfig(walDir)
+	// s2 in every role: with value-log files collected promptly, raw
+	// entries (auto) write 2.4x the pages through badger's mapping for no
+	// CPU saved; the gateway's 10M-record bench peaked at 146-187 MiB
+	// with s2 against 208-346 with auto (bench/RESULTS.md, issue 3).
+	wcfg.Compression = wal.CompressS2
 	if opts.Role == Agent {
 		// An agent shares its node with the workloads (a 64 MiB budget).
 		// A 64 MiB tail would be all of it while a backend is slow; its
@@ -115,12 +120,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		// fit in a few MiB and older ones are read back from disk.
 		wcfg.MemoryBytes = 8 << 20
 		// Badger's value log stays resident as it is written: small files
-		// collected within a second, and s2 always (raw entries write 3x
-		// the pages, and cost more CPU than s2 in the filelog benchmark).
+		// collected within a second (raw entries would write 3x the pages,
+		// and cost more CPU than s2 in the filelog benchmark).
 		wcfg.ValueLogFileBytes = 4 << 20
 		wcfg.GCInterval = 250 * time.Millisecond
 		wcfg.ReclaimInterval = time.Second
-		wcfg.Compression = wal.CompressS2
 	}
 	if c := p.file.WAL.Compression; c != "" {
 		wcfg.Compression = wal.Compression(c)
