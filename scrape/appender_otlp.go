@@ -379,6 +379,9 @@ func encodeRequest(rbs []*resBuilder, scheme string) []byte {
 	resBodies := make([][]byte, len(rbs))
 	total := 0
 	for i, rb := range rbs {
+		if len(rb.metrics) == 0 {
+			continue // a _created sample alone, or a histogram without data
+		}
 		resBodies[i] = encodeResource(rb.key.job, rb.key.instance, scheme)
 		sm := sizeLenField(scopeSize)
 		for _, m := range rb.metrics {
@@ -390,6 +393,9 @@ func encodeRequest(rbs []*resBuilder, scheme string) []byte {
 	}
 	b := make([]byte, 0, total)
 	for i, rb := range rbs {
+		if len(rb.metrics) == 0 {
+			continue
+		}
 		b = appendLenField(b, tagField1Bytes, sz[i].rm)  // request.resource_metrics
 		b = appendLenField(b, tagField1Bytes, sz[i].res) // resource
 		b = append(b, resBodies[i]...)
