@@ -288,30 +288,17 @@ func filelogOne(parent context.Context, log *slog.Logger, o options, fo filelogO
 		res.err = fmt.Errorf("clear dir: %w", err)
 		return res
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		res.err = fmt.Errorf("create dir: %w", err)
-		return res
-	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		res.err = err
-		return res
-	}
 	reached := sk.expect(int64(fo.lines))
 	self0, _ := cpuSeconds("self")
 	start := time.Now()
 	// No readiness wait: the run starts with the process, which starts
 	// reading at once.
-	p, err := startProcess(ctx, sys, dir, "", sk.addr(), adminAddr)
+	p, stop, err := startRow(ctx, log, key, sys, dir, "", sk.addr())
 	if err != nil {
 		res.err = err
 		return res
 	}
-	defer func() {
-		if err := p.stop(30 * time.Second); err != nil {
-			log.Warn("stop", "system", key, "err", err)
-		}
-	}()
+	defer stop()
 	pid := strconv.Itoa(p.pid())
 	var perf *perfRecorder
 	if o.perf != "" && key == "obs" {

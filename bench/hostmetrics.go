@@ -184,27 +184,13 @@ func hostMetricsOne(parent context.Context, log *slog.Logger, o options, ho host
 	res := hostMetricsResult{key: key, name: sys.name}
 	ctx, cancel := context.WithTimeout(parent, o.timeout)
 	defer cancel()
-	dir := filepath.Join(o.workDir, "hostmetrics-"+key)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		res.err = fmt.Errorf("create dir: %w", err)
-		return res
-	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		res.err = err
-		return res
-	}
 	sk.expect(0)
-	p, err := startProcess(ctx, sys, dir, "", sk.addr(), adminAddr)
+	p, stop, err := startRow(ctx, log, key, sys, filepath.Join(o.workDir, "hostmetrics-"+key), "", sk.addr())
 	if err != nil {
 		res.err = err
 		return res
 	}
-	defer func() {
-		if err := p.stop(30 * time.Second); err != nil {
-			log.Warn("stop", "system", key, "err", err)
-		}
-	}()
+	defer stop()
 	pid := strconv.Itoa(p.pid())
 	deadline := time.Now().Add(2*ho.interval + time.Minute)
 	for sk.records.Load() == 0 {

@@ -252,11 +252,6 @@ func runOne(parent context.Context, log *slog.Logger, o options, key string, sys
 	res := result{key: key, name: sys.name}
 	ctx, cancel := context.WithTimeout(parent, o.timeout)
 	defer cancel()
-	dir := filepath.Join(o.workDir, key)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		res.err = fmt.Errorf("create dir: %w", err)
-		return res
-	}
 	sk, err := newSink(log)
 	if err != nil {
 		res.err = err
@@ -276,31 +271,17 @@ func runOne(parent context.Context, log *slog.Logger, o options, key string, sys
 		res.err = err
 		return res
 	}
-	adminAddr, err := freeAddr()
+	p, stop, err := startRow(ctx, log, key, sys, filepath.Join(o.workDir, key), recvAddr, sk.addr())
 	if err != nil {
 		res.err = err
 		return res
 	}
-	p, err := startProcess(ctx, sys, dir, recvAddr, sk.addr(), adminAddr)
-	if err != nil {
-		res.err = err
-		return res
-	}
-	defer func() {
-		if err := p.stop(30 * time.Second); err != nil {
-			log.Warn("stop", "system", key, "err", err)
-		}
-	}()
+	defer stop()
 	pid := strconv.Itoa(p.pid())
 
-	var perf *exec.Cmd
+	var perf *perfRecorder
 	if o.perf != "" && key == "obs" {
-		perf = exec.Command("perf", "record", "-g", "-F", "199", "-p", pid, "-o", o.perf)
-		perf.Stdout, perf.Stderr = io.Discard, io.Discard
-		if err := perf.Start(); err != nil {
-			log.Warn("perf not started", "err", err)
-			perf = nil
-		}
+		perf = startPerf(log, pid, o.perf)
 	}
 
 	cpu0, err := cpuSeconds(pid)
@@ -327,10 +308,7 @@ func runOne(parent context.Context, log *slog.Logger, o options, key string, sys
 	cpu1, cerr := cpuSeconds(pid)
 	self1, _ := cpuSeconds("self")
 	rss, rerr := peakRSS(pid)
-	if perf != nil {
-		_ = perf.Process.Signal(os.Interrupt)
-		_ = perf.Wait()
-	}
+	perf.stop()
 	res.received, res.requests = sk.records.Load(), sk.requests.Load()
 	if bad := sk.bad.Load(); bad > 0 && sendErr == nil {
 		sendErr = fmt.Errorf("sink got %d unparsable requests", bad)

@@ -297,32 +297,14 @@ func scrapeOne(parent context.Context, log *slog.Logger, o options, so scrapeOpt
 	res := scrapeResult{key: key, name: sys.name}
 	ctx, cancel := context.WithTimeout(parent, o.timeout)
 	defer cancel()
-	dir := filepath.Join(o.workDir, "scrape-"+key)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		res.err = fmt.Errorf("create dir: %w", err)
-		return res
-	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		res.err = err
-		return res
-	}
-	dial := adminAddr
-	if sys.readyURL == nil {
-		dial = ""
-	}
 	sk.expect(0)
 	rw.reset()
-	p, err := startProcess(ctx, sys, dir, dial, sk.addr(), adminAddr)
+	p, stop, err := startRow(ctx, log, key, sys, filepath.Join(o.workDir, "scrape-"+key), "", sk.addr())
 	if err != nil {
 		res.err = err
 		return res
 	}
-	defer func() {
-		if err := p.stop(30 * time.Second); err != nil {
-			log.Warn("stop", "system", key, "err", err)
-		}
-	}()
+	defer stop()
 	pid := strconv.Itoa(p.pid())
 
 	// Wait for the first samples at the sink, then two intervals.

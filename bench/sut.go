@@ -213,6 +213,28 @@ func (p *process) waitReady(ctx context.Context, recvAddr string, sys system, ad
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
 
+// startRow starts sys for one row of a table in dir, on a fresh admin
+// address, and waits as startProcess does. stop ends the process and logs
+// a failure to stop; every scenario defers it.
+func startRow(ctx context.Context, log *slog.Logger, key string, sys system, dir, recvAddr, sinkAddr string) (p *process, stop func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("create dir: %w", err)
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err = startProcess(ctx, sys, dir, recvAddr, sinkAddr, adminAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, func() {
+		if err := p.stop(30 * time.Second); err != nil {
+			log.Warn("stop", "system", key, "err", err)
+		}
+	}, nil
+}
+
 // stop sends SIGTERM and waits up to grace, then kills.
 func (p *process) stop(grace time.Duration) error {
 	select {
