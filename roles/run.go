@@ -107,12 +107,11 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	if err := os.MkdirAll(walDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	// The default stores s2 in every role: with value-log files collected
+	// promptly, raw entries (auto) write 2.4x the pages through badger's
+	// mapping for no CPU saved; the gateway's 10M-record bench peaked at
+	// 146-187 MiB with s2 against 208-346 with auto (bench/RESULTS.md).
 	wcfg := wal.DefaultConfig(walDir)
-	// s2 in every role: with value-log files collected promptly, raw
-	// entries (auto) write 2.4x the pages through badger's mapping for no
-	// CPU saved; the gateway's 10M-record bench peaked at 146-187 MiB
-	// with s2 against 208-346 with auto (bench/RESULTS.md, issue 3).
-	wcfg.Compression = wal.CompressS2
 	if opts.Role == Agent {
 		// An agent shares its node with the workloads (a 64 MiB budget).
 		// A 64 MiB tail would be all of it while a backend is slow; its

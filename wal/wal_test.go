@@ -420,6 +420,7 @@ func TestErrFull(t *testing.T) {
 func TestCompressAutoCompressesOnceQueued(t *testing.T) {
 	dir := t.TempDir()
 	cfg := DefaultConfig(dir)
+	cfg.Compression = CompressAuto
 	cfg.MaxBytes = 64 << 20 // compressAutoAbove: 16 MiB
 	cfg.MemoryBytes = 0
 	require.Equal(t, int64(16<<20), cfg.compressAutoAbove())
