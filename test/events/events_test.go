@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -163,6 +164,36 @@ func duplicates(observed map[string][]pcommon.Timestamp, total int) (resent, rea
 		}
 	}
 	return resent, readAgain
+}
+
+// arrivals tells when the copies of event name reached the sink: for each
+// request that held a copy, its index and the newest event the sink had
+// been sent until then (a re-send right away, or after a restart's replay).
+func arrivals(t testing.TB, s *otelpeer.Sink, name string) string {
+	var out []string
+	newest := ""
+	for i, ld := range s.Logs(t) {
+		held := false
+		rls := ld.ResourceLogs()
+		for j := range rls.Len() {
+			sls := rls.At(j).ScopeLogs()
+			for k := range sls.Len() {
+				lrs := sls.At(k).LogRecords()
+				for l := range lrs.Len() {
+					v, ok := lrs.At(l).Attributes().Get("k8s.event.name")
+					if !ok {
+						continue
+					}
+					held = held || v.Str() == name
+					newest = max(newest, v.Str())
+				}
+			}
+		}
+		if held {
+			out = append(out, fmt.Sprintf("request %d (newest event by then %s)", i, newest))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // retryCounter follows a counter on every gateway over all its process
@@ -381,6 +412,16 @@ func exactlyOnce(t *testing.T, handoverWait string, downFor time.Duration, timeo
 	t.Logf("all %d events at the sink %s after the last was created; %d duplicated: %d as one record sent twice, %d read twice from the API server; over all process lives %s %v, %s %v",
 		total, took.Round(time.Millisecond), len(resent)+len(readAgain), len(resent), len(readAgain),
 		exportRetries, seen[exportRetries], consumeRetries, seen[consumeRetries])
+	var firstDups []string // one of each kind
+	for _, ds := range [][]string{resent, readAgain} {
+		if len(ds) > 0 {
+			firstDups = append(firstDups, ds[0])
+		}
+	}
+	for _, d := range firstDups {
+		n, _, _ := strings.Cut(d, " ")
+		t.Logf("%s reached the sink in %s", n, arrivals(t, sink, n))
+	}
 	// Both kinds count against the bar; the message says which it was.
 	require.LessOrEqual(t, len(resent)+len(readAgain), maxDups,
 		"events delivered more than once: read twice from the API server (a resume point that did not cover them) %v; "+
