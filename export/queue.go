@@ -346,10 +346,7 @@ func (e *Exporter) send(ctx context.Context, p *pendingSend) bool {
 			return true
 		}
 		e.metrics.retries.WithLabelValues(e.id).Inc()
-		// Warn, as the Collector does ("Exporting failed. Will retry"): a
-		// backend refusing or timing out is what an operator looks for
-		// when data is late. The backoff bounds how often this logs.
-		e.log.Warn("send failed; retrying", "signal", sig, "records", p.records, "wait", wait, "err", err)
+		e.log.Debug("send failed; retrying", "signal", sig, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
