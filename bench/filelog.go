@@ -237,18 +237,11 @@ func runFilelog(ctx context.Context, log *slog.Logger, o options, fo filelogOpti
 		"bytes_per_line", fmt.Sprintf("%.0f", perLine), "took", time.Since(genStart).Round(time.Millisecond))
 	include := filepath.Join(root, "var", "log", "pods", "*", "*", "*.log")
 
-	sk, err := newSink(log)
+	sk, stopSink, err := startSink(log)
 	if err != nil {
 		return err
 	}
-	sinkDone := make(chan error, 1)
-	go func() { sinkDone <- sk.serve() }()
-	defer func() {
-		sk.stop()
-		if err := <-sinkDone; err != nil {
-			log.Error("sink", "err", err)
-		}
-	}()
+	defer stopSink()
 
 	all := filelogSystems(o.obsBin, o.otelBin, include)
 	for _, k := range o.systems {

@@ -141,18 +141,11 @@ func runHostMetrics(ctx context.Context, log *slog.Logger, o options, ho hostMet
 	if err != nil {
 		return err
 	}
-	sk, err := newSink(log)
+	sk, stopSink, err := startSink(log)
 	if err != nil {
 		return err
 	}
-	sinkDone := make(chan error, 1)
-	go func() { sinkDone <- sk.serve() }()
-	defer func() {
-		sk.stop()
-		if err := <-sinkDone; err != nil {
-			log.Error("sink", "err", err)
-		}
-	}()
+	defer stopSink()
 	all := hostMetricsSystems(o.obsBin, o.otelBin, ho.interval)
 	for _, k := range o.systems {
 		if _, ok := all[k]; !ok {

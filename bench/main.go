@@ -252,19 +252,12 @@ func runOne(parent context.Context, log *slog.Logger, o options, key string, sys
 	res := result{key: key, name: sys.name}
 	ctx, cancel := context.WithTimeout(parent, o.timeout)
 	defer cancel()
-	sk, err := newSink(log)
+	sk, stopSink, err := startSink(log)
 	if err != nil {
 		res.err = err
 		return res
 	}
-	sinkDone := make(chan error, 1)
-	go func() { sinkDone <- sk.serve() }()
-	defer func() {
-		sk.stop()
-		if err := <-sinkDone; err != nil {
-			log.Error("sink", "err", err)
-		}
-	}()
+	defer stopSink()
 
 	recvAddr, err := freeAddr()
 	if err != nil {

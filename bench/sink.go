@@ -224,6 +224,23 @@ func (s *sink) serve() error {
 
 func (s *sink) stop() { s.srv.Stop() }
 
+// startSink starts a sink serving in the background; stop ends it and
+// logs a serve error.
+func startSink(log *slog.Logger) (sk *sink, stop func(), err error) {
+	sk, err = newSink(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- sk.serve() }()
+	return sk, func() {
+		sk.stop()
+		if err := <-done; err != nil {
+			log.Error("sink", "err", err)
+		}
+	}, nil
+}
+
 // expect resets the counters and arms the channel that closes when n
 // records have arrived.
 func (s *sink) expect(n int64) <-chan struct{} {
