@@ -268,25 +268,8 @@ func NewHostMetricsReceiver(id string, cfg HostMetricsConfig, consume func(ctx c
 // Run collects until ctx ends. A refused batch is counted and dropped:
 // host metrics are gauges and counters, the next collection supersedes it.
 func (r *HostMetricsReceiver) Run(ctx context.Context) error {
-	if r.cfg.InitialDelay > 0 {
-		t := time.NewTimer(r.cfg.InitialDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
-	tick := time.NewTicker(r.cfg.CollectionInterval)
-	defer tick.Stop()
-	for {
-		r.collectOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	everyInterval(ctx, r.cfg.InitialDelay, r.cfg.CollectionInterval, r.collectOnce)
+	return nil
 }
 
 func (r *HostMetricsReceiver) collectOnce(ctx context.Context) {

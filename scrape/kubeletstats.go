@@ -257,25 +257,8 @@ func NewKubeletStatsReceiver(id string, cfg KubeletStatsConfig, consume func(ctx
 // Run polls until ctx ends; it closes idle connections on the way out.
 func (r *KubeletStatsReceiver) Run(ctx context.Context) error {
 	defer r.client.CloseIdleConnections()
-	if r.cfg.InitialDelay > 0 {
-		t := time.NewTimer(r.cfg.InitialDelay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
-	tick := time.NewTicker(r.cfg.CollectionInterval)
-	defer tick.Stop()
-	for {
-		r.pollOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	everyInterval(ctx, r.cfg.InitialDelay, r.cfg.CollectionInterval, r.pollOnce)
+	return nil
 }
 
 func (r *KubeletStatsReceiver) pollOnce(ctx context.Context) {
