@@ -260,9 +260,9 @@ func (db *DB) gather(group []*request, expect int, linger *time.Timer) []*reques
 	return group
 }
 
-func (db *DB) addDelete(q *Queue, seq uint64) {
+func (db *DB) addDelete(q *Queue, seq, gen uint64) {
 	db.delMu.Lock()
-	db.dels = append(db.dels, pendingDelete{q: q, seq: seq})
+	db.dels = append(db.dels, pendingDelete{q: q, seq: seq, gen: gen})
 	db.delMu.Unlock()
 	select {
 	case db.delWake <- struct{}{}:
@@ -276,6 +276,21 @@ func (db *DB) takeDeletes() []pendingDelete {
 	d := db.dels
 	db.dels = nil
 	return d
+}
+
+// deleted completes deletes badger has committed.
+func (db *DB) deleted(dels []pendingDelete) {
+	if len(dels) == 0 {
+		return
+	}
+	gens := make([]uint64, 0, len(dels))
+	for _, d := range dels {
+		d.q.deleted(d.seq)
+		gens = append(gens, d.gen)
+	}
+	if err := db.done.settled(gens); err != nil {
+		db.log.Warn("wal done log", "err", err)
+	}
 }
 
 // commitGroup splits the group into transactions badger accepts (never
@@ -421,9 +436,7 @@ func (db *DB) finish(part []*request, dels []pendingDelete, saved map[*Queue]uin
 	if appends > 0 {
 		m.commitBatches.Observe(float64(appends))
 	}
-	for _, d := range dels {
-		d.q.deleted(d.seq)
-	}
+	db.deleted(dels)
 	for _, r := range part {
 		for _, it := range r.items {
 			size := accountedSize(len(it.value))

@@ -140,6 +140,7 @@ type DB struct {
 	cfg     Config
 	log     *slog.Logger
 	bdb     *badger.DB
+	done    *doneLog
 	metrics *metrics
 
 	// used counts the accounted bytes of all entries and dead letters plus
@@ -192,6 +193,7 @@ type DB struct {
 type pendingDelete struct {
 	q   *Queue
 	seq uint64
+	gen uint64 // done log generation that recorded it (0: none)
 }
 
 // Open opens (or creates) the database, loads every queue and recomputes
@@ -238,12 +240,26 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) 
 		return nil, fmt.Errorf("open wal %q: %w", cfg.Dir, err)
 	}
 	db.bdb = bdb
+	applied, gen, err := applyDoneLogs(bdb, cfg.Dir)
+	if err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open wal %q: %w", cfg.Dir, err)
+	}
+	if applied > 0 {
+		log.Info("wal deleted entries the done log had marked done before the last stop", "entries", applied)
+	}
+	if db.done, err = openDoneLog(cfg.Dir, gen); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open wal %q: %w", cfg.Dir, err)
+	}
 	if err := db.load(); err != nil {
+		_ = db.done.close(false)
 		_ = bdb.Close()
 		return nil, err
 	}
 	m, err := newMetrics(db, reg)
 	if err != nil {
+		_ = db.done.close(false)
 		_ = bdb.Close()
 		return nil, err
 	}
@@ -581,8 +597,12 @@ func (db *DB) Close() error {
 		if err := db.flushDeletes(); err != nil {
 			db.log.Warn("wal flush deletes on close", "err", err)
 		}
-		if err := db.bdb.Close(); err != nil {
+		err := db.bdb.Close()
+		if err != nil {
 			db.closeErr = fmt.Errorf("close wal %q: %w", db.cfg.Dir, err)
+		}
+		if derr := db.done.close(err == nil); derr != nil {
+			db.log.Warn("wal close done log", "err", derr)
 		}
 	})
 	return db.closeErr
@@ -607,9 +627,7 @@ func (db *DB) flushDeletes() error {
 	if err := wb.Flush(); err != nil {
 		return err
 	}
-	for _, d := range dels {
-		d.q.deleted(d.seq)
-	}
+	db.deleted(dels)
 	return nil
 }
 

@@ -360,7 +360,12 @@ func (q *Queue) Done(seq uint64) error {
 	q.mu.Unlock()
 	q.tailDrop(seq)
 	q.db.used.Add(-size)
-	q.db.addDelete(q, seq)
+	gen, err := q.db.done.record(q.id, seq)
+	if err != nil {
+		// The delete below still happens; only its crash window reopens.
+		q.db.log.Warn("wal done log unusable; done marks wait for badger's commit", "err", err)
+	}
+	q.db.addDelete(q, seq, gen)
 	return nil
 }
 

@@ -1,0 +1,214 @@
+package wal
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const helperDoneEnv = "OBS_WAL_DONE_HELPER_DIR"
+
+// TestHelperDoneProcess is not a test: run by TestKillAfterDone as a child
+// process, it appends entries "i=N" from two writers and marks them done
+// from two consumers, printing "acked N" after each Append and "done N"
+// after each Done returns, until it is killed.
+func TestHelperDoneProcess(t *testing.T) {
+	dir := os.Getenv(helperDoneEnv)
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	db, err := Open(DefaultConfig(dir), nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	go func() { _ = db.Run(context.Background()) }()
+	q, err := db.Queue("otlp/backend")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	lines := make(chan string, 1024)
+	go func() {
+		out := bufio.NewWriter(os.Stdout)
+		for l := range lines {
+			fmt.Fprintln(out, l)
+			if len(lines) == 0 {
+				_ = out.Flush()
+			}
+		}
+	}()
+	start := time.Now().UnixNano() // unique across lives
+	for w := range 2 {
+		go func() {
+			pad := make([]byte, 4000) // values in the value log, as batches are
+			for i := 0; i < 1_000_000; i++ {
+				p := append(fmt.Appendf(nil, "i=%d-%d-%d\n", start, w, i), pad...)
+				if err := db.Append(context.Background(), []Item{{Queue: q, Payload: p, Records: 1}}); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(3)
+				}
+				lines <- fmt.Sprintf("acked %d-%d-%d", start, w, i)
+			}
+		}()
+	}
+	for range 2 {
+		go func() {
+			for {
+				e, err := q.Next(context.Background())
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(4)
+				}
+				id, _, _ := strings.Cut(strings.TrimPrefix(string(e.Payload), "i="), "\n")
+				if err := q.Done(e.Seq); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(5)
+				}
+				lines <- "done " + id
+			}
+		}()
+	}
+	select {}
+}
+
+// TestKillAfterDone SIGKILLs a child that appends and marks entries done
+// (each append syncs, so badger's deletes wait behind syncs) and checks
+// after reopening that no entry whose Done had returned is handed out
+// again, and that every acknowledged entry not done still is.
+func TestKillAfterDone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns child processes")
+	}
+	for _, killAfter := range []int{200, 1000, 3000} {
+		t.Run(fmt.Sprintf("kill_after_%d", killAfter), func(t *testing.T) {
+			dir := t.TempDir()
+			acked, done := map[string]bool{}, map[string]bool{}
+			for life := range 2 {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDoneProcess$", "-test.count=1")
+				cmd.Env = append(os.Environ(), helperDoneEnv+"="+dir)
+				cmd.Stderr = os.Stderr
+				stdout, err := cmd.StdoutPipe()
+				require.NoError(t, err)
+				require.NoError(t, cmd.Start())
+				sc := bufio.NewScanner(stdout)
+				n := 0
+				deadline := time.Now().Add(20 * time.Second)
+				killed := false
+				for sc.Scan() {
+					kind, id, _ := strings.Cut(sc.Text(), " ")
+					switch kind {
+					case "acked":
+						acked[id] = true
+					case "done":
+						done[id] = true
+						n++
+					default:
+						continue // test framework chatter
+					}
+					if !killed && (n >= killAfter || time.Now().After(deadline)) {
+						require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+						killed = true // keep reading: lines already printed happened
+					}
+				}
+				err = cmd.Wait()
+				require.True(t, killed, "child exited before the kill: %v", err)
+				logs, err := filepath.Glob(filepath.Join(dir, doneLogPrefix+"*"))
+				require.NoError(t, err)
+				t.Logf("life %d: killed after %d done, %d acked in all; done logs left: %d", life, n, len(acked), len(logs))
+
+				db := openRunning(t, DefaultConfig(dir))
+				q := mustQueue(t, db.DB, "otlp/backend")
+				present := map[string]bool{}
+				for range q.Stats().Entries {
+					e := next(t, q)
+					id, _, _ := strings.Cut(strings.TrimPrefix(string(e.Payload), "i="), "\n")
+					present[id] = true
+				}
+				var again, lost []string
+				for id := range present {
+					if done[id] {
+						again = append(again, id)
+					}
+				}
+				for id := range acked {
+					if !done[id] && !present[id] {
+						lost = append(lost, id)
+					}
+				}
+				require.Empty(t, again, "entries whose Done returned before the kill are handed out again")
+				require.Empty(t, lost, "acknowledged entries not done are gone")
+				db.stop(t) // leaves them for the next life
+			}
+		})
+	}
+}
+
+// TestDoneLogRotates: past the rotation size a new file starts, and a file
+// goes once badger committed every delete it recorded.
+func TestDoneLogRotates(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDoneLog(dir, 1)
+	require.NoError(t, err)
+	per := doneLogRotateBytes / doneRecordLen
+	var gens []uint64
+	for i := range per + 1 {
+		g, err := d.record(1, uint64(i))
+		require.NoError(t, err)
+		gens = append(gens, g)
+	}
+	require.Equal(t, uint64(1), gens[0])
+	require.Equal(t, uint64(2), gens[per], "the record past the size starts file 2")
+	files := func() []uint64 { g, err := doneLogs(dir); require.NoError(t, err); return g }
+	require.Equal(t, []uint64{1, 2}, files())
+	require.NoError(t, d.settled(gens[:per-1]))
+	require.Equal(t, []uint64{1, 2}, files(), "file 1 has a delete not committed yet")
+	require.NoError(t, d.settled(gens[per-1:per]))
+	require.Equal(t, []uint64{2}, files())
+	require.NoError(t, d.settled(gens[per:]))
+	require.Equal(t, []uint64{2}, files(), "the current file stays")
+	require.NoError(t, d.close(true))
+	require.Empty(t, files(), "a clean close with everything committed removes them")
+}
+
+// TestReadDoneLogStopsAtTornRecord: a record cut short or with a bad CRC
+// (a crash mid-write) ends the log; the records before it count.
+func TestReadDoneLogStopsAtTornRecord(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDoneLog(dir, 7)
+	require.NoError(t, err)
+	for seq := range uint64(3) {
+		_, err := d.record(2, seq+10)
+		require.NoError(t, err)
+	}
+	require.NoError(t, d.close(false))
+	path := filepath.Join(dir, doneLogName(7))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want int
+	}{
+		{"whole", b, 3},
+		{"cut short", b[:len(b)-5], 2},
+		{"bad crc", append(append([]byte{}, b[:doneRecordLen]...), append([]byte{9}, b[doneRecordLen+1:]...)...), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(path, tc.data, 0o644))
+			keys, err := readDoneLog(path)
+			require.NoError(t, err)
+			require.Len(t, keys, tc.want)
+			require.Equal(t, seqKey(prefixEntry, 2, 10), keys[0])
+		})
+	}
+}
