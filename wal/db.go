@@ -73,6 +73,10 @@ type Config struct {
 	// Compression of stored payloads: CompressS2 (default), CompressAuto
 	// or CompressNone.
 	Compression Compression `yaml:"compression"`
+	// TableBytes is the size of badger's tables. Every memtable flush
+	// (forced at most every ReclaimInterval) keeps a builder of twice
+	// this in a pool. 0: badger's 2 MiB.
+	TableBytes int64 `yaml:"table_bytes"`
 }
 
 // Compression says when the WAL compresses a payload it stores.
@@ -119,6 +123,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("validate wal config: memory_bytes must not be negative, got %d", c.MemoryBytes)
 	case c.ValueLogFileBytes != 0 && (c.ValueLogFileBytes < 1<<20 || c.ValueLogFileBytes >= 1<<30):
 		return fmt.Errorf("validate wal config: value_log_file_bytes must be 0 or from 1 MiB to under 1 GiB, got %d", c.ValueLogFileBytes)
+	case c.TableBytes != 0 && (c.TableBytes < 64<<10 || c.TableBytes > 64<<20):
+		return fmt.Errorf("validate wal config: table_bytes must be 0 or from 64 KiB to 64 MiB, got %d", c.TableBytes)
 	case c.ReclaimInterval < 0:
 		return fmt.Errorf("validate wal config: reclaim_interval must not be negative, got %s", c.ReclaimInterval)
 	case c.Compression != "" && c.Compression != CompressAuto && c.Compression != CompressS2 && c.Compression != CompressNone:
@@ -235,6 +241,9 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) 
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
 		WithNumCompactors(2)
+	if cfg.TableBytes > 0 {
+		opts = opts.WithBaseTableSize(cfg.TableBytes)
+	}
 	bdb, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open wal %q: %w", cfg.Dir, err)
