@@ -23,6 +23,7 @@ import (
 	"github.com/obs-dev/obs/cluster"
 	"github.com/obs-dev/obs/config"
 	"github.com/obs-dev/obs/enrich"
+	"github.com/obs-dev/obs/exepages"
 	"github.com/obs-dev/obs/export"
 	"github.com/obs-dev/obs/logs"
 	"github.com/obs-dev/obs/scrape"
@@ -124,6 +125,8 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		wcfg.ValueLogFileBytes = 4 << 20
 		wcfg.GCInterval = 250 * time.Millisecond
 		wcfg.ReclaimInterval = time.Second
+		// Each of those flushes pools a table builder of twice this.
+		wcfg.TableBytes = 512 << 10
 	}
 	if c := p.file.WAL.Compression; c != "" {
 		wcfg.Compression = wal.Compression(c)
@@ -228,7 +231,9 @@ func (rt *runtime) runAndStop(ctx context.Context, admin *adminServer) error {
 			return err
 		})
 	}
-	start(&adminG, admin.Run)
+	start(&adminG, admin.Run, func(ctx context.Context) error {
+		return exepages.Run(ctx, time.Minute, rt.log)
+	})
 
 	<-ctx.Done()
 	deadline, cancel := context.WithTimeout(context.Background(), rt.opts.ShutdownTimeout)
