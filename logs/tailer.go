@@ -811,13 +811,16 @@ func (t *tailer) flush(ctx context.Context) error {
 				size += lenField(rawResourceLogsSize(f.rawRes, f.rawRecords))
 			}
 		}
-		raw := make([]byte, 0, size)
+		// One byte in front for the signal, as the OTLP receiver frames
+		// its requests: the WAL stores this array instead of a copy.
+		raw := make([]byte, 1, 1+size)
+		raw[0] = byte(actors.SignalLogs)
 		for _, f := range t.touched {
 			if len(f.rawRecords) > 0 {
 				raw = appendRawResourceLogs(raw, f.rawRes, f.rawRecords)
 			}
 		}
-		b = actors.RawBatch(actors.SignalLogs, raw, n)
+		b = actors.RawFramedBatch(actors.SignalLogs, raw, n)
 	}
 	err := r.consume(ctx, b, extra)
 	clear(extra)
