@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,13 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		wcfg.ReclaimInterval = time.Second
 		// Each of those flushes pools a table builder of twice this.
 		wcfg.TableBytes = 512 << 10
+		// The heap's share of the budget: GC at half the live heap
+		// again instead of all of it. Filelog bench, 1M lines: peak RSS
+		// 61-64 MiB against 72-79, for about 20% more CPU (still well
+		// under half the Collector's). GOGC, when set, decides instead.
+		if _, set := os.LookupEnv("GOGC"); !set {
+			debug.SetGCPercent(50)
+		}
 	}
 	if c := p.file.WAL.Compression; c != "" {
 		wcfg.Compression = wal.Compression(c)
