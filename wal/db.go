@@ -23,6 +23,8 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/obs-dev/obs/filepages"
 )
 
 // ErrFull is returned (wrapped) by Append when the queued bytes would exceed
@@ -73,6 +75,10 @@ type Config struct {
 	// Compression of stored payloads: CompressS2 (default), CompressAuto
 	// or CompressNone.
 	Compression Compression `yaml:"compression"`
+	// ReleaseValueLog unmaps the value log's resident pages after every
+	// GC round (filepages.ReleaseShared): the page cache keeps them, the
+	// process' RSS stops counting what was written since.
+	ReleaseValueLog bool `yaml:"release_value_log"`
 	// TableBytes is the size of badger's tables. Every memtable flush
 	// (forced at most every ReclaimInterval) keeps a builder of twice
 	// this in a pool. 0: badger's 2 MiB.
@@ -531,6 +537,11 @@ func (db *DB) gcLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if db.cfg.ReleaseValueLog {
+			if _, err := filepages.ReleaseShared(db.cfg.Dir, ".vlog"); err != nil {
+				db.log.Warn("wal release value-log pages", "err", err)
+			}
 		}
 		if db.runGC(ctx, 64) == 0 && time.Since(lastFlush) >= db.cfg.reclaimInterval() {
 			// Value-log GC only sees deletes once their keys left the
