@@ -120,16 +120,14 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		// exporters keep up with one node's data, so entries in flight
 		// fit in a few MiB and older ones are read back from disk.
 		wcfg.MemoryBytes = 8 << 20
-		// Badger's value log stays resident as it is written: small files
-		// collected within a second (raw entries would write 3x the pages,
-		// and cost more CPU than s2 in the filelog benchmark).
+		// Small value-log files collected within a second, their written
+		// pages unmapped after every GC round (raw entries would write 3x
+		// the pages, and cost more CPU than s2 in the filelog benchmark).
 		wcfg.ValueLogFileBytes = 4 << 20
 		wcfg.GCInterval = 250 * time.Millisecond
 		wcfg.ReclaimInterval = time.Second
 		// Each of those flushes pools a table builder of twice this.
 		wcfg.TableBytes = 512 << 10
-		// And what was written stays mapped until GC collects its file.
-		wcfg.ReleaseValueLog = true
 		// The heap's share of the budget: GC at half the live heap
 		// again instead of all of it. Filelog bench, 1M lines: peak RSS
 		// 61-64 MiB against 72-79, for about 20% more CPU (still well
