@@ -346,7 +346,7 @@ func (e *Exporter) send(ctx context.Context, p *pendingSend) bool {
 			return true
 		}
 		e.metrics.retries.WithLabelValues(e.id).Inc()
-		e.log.Debug("send failed; retrying", "signal", sig, "wait", wait, "err", err)
+		e.log.Warn("send failed; retrying", "signal", sig, "records", p.records, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -65,7 +65,7 @@ func (b *failingBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // TestSecretsNeverShown gives obs exporter headers holding secrets (one
 // literal, one from an environment variable), makes the backends fail so
-// errors are logged at debug level, and checks that neither secret appears
+// every error path logs, and checks that neither secret appears
 // in obs's output, in its admin pages, in `obs validate` output, nor in
 // the errors of a broken config holding them.
 func TestSecretsNeverShown(t *testing.T) {
