@@ -29,7 +29,14 @@ func ReleaseExecutable() (int64, error) {
 // directly in dir whose names end in suffix, and returns the bytes those
 // mappings span.
 func ReleaseShared(dir, suffix string) (int64, error) {
-	dir = filepath.Clean(dir)
+	// The kernel names mappings by absolute path, symlinks resolved.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return 0, fmt.Errorf("release pages of %s: %w", dir, err)
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
 	return release(func(m mapping) bool {
 		return m.shared && filepath.Dir(m.path) == dir && strings.HasSuffix(m.path, suffix)
 	})
