@@ -27,7 +27,9 @@ func ReleaseExecutable() (int64, error) {
 
 // ReleaseShared unmaps the resident pages of the shared mappings of files
 // directly in dir whose names end in suffix, and returns the bytes those
-// mappings span.
+// mappings span. The caller makes sure no such mapping is unmapped, moved
+// or shrunk while it runs: between reading /proc/self/maps and the advice,
+// another mapping could take the addresses, and its memory would be lost.
 func ReleaseShared(dir, suffix string) (int64, error) {
 	// The kernel names mappings by absolute path, symlinks resolved.
 	dir, err := filepath.Abs(dir)

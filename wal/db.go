@@ -542,7 +542,7 @@ func (db *DB) gcLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		if db.cfg.ReleaseValueLog {
-			if _, err := filepages.ReleaseShared(db.cfg.Dir, ".vlog"); err != nil {
+			if err := db.releaseValueLog(); err != nil {
 				db.log.Warn("wal release value-log pages", "err", err)
 			}
 		}
@@ -562,6 +562,24 @@ func (db *DB) gcLoop(ctx context.Context) {
 		}
 		t.Reset(db.cfg.GCInterval)
 	}
+}
+
+// releaseValueLog unmaps the resident pages of the value-log files while
+// none of their mappings can go away: were one unmapped or moved meanwhile,
+// another mapping (Go's heap) could take its addresses and the advice would
+// discard that memory. Badger remaps a file when the writer rotates it and
+// unmaps it when GC deletes it; writes wait on writeMu, GC runs in this
+// goroutine, and a deletion GC deferred until the last iterator closes
+// waits for the iterator held here.
+func (db *DB) releaseValueLog() error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	txn := db.bdb.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixScratch}})
+	defer it.Close()
+	_, err := filepages.ReleaseShared(db.cfg.Dir, ".vlog")
+	return err
 }
 
 // flushMemtable makes badger flush its memtable and compact level 0, the
