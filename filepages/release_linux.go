@@ -20,8 +20,11 @@ func ReleaseExecutable() (int64, error) {
 	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
 		return 0, fmt.Errorf("stat own executable: %w", err)
 	}
-	return release(func(m mapping) bool {
-		return m.inode == st.Ino && !m.write && !m.shared
+	// smaps, for the anonymous pages: a read-only private mapping with
+	// some was written before it was made read-only (a PIE's relocations
+	// under RELRO), and the advice would drop what was written.
+	return release("/proc/self/smaps", func(m mapping) bool {
+		return m.inode == st.Ino && !m.write && !m.shared && m.anonKiB == 0
 	})
 }
 
@@ -39,13 +42,15 @@ func ReleaseShared(dir, suffix string) (int64, error) {
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = real
 	}
-	return release(func(m mapping) bool {
+	return release("/proc/self/maps", func(m mapping) bool {
 		return m.shared && filepath.Dir(m.path) == dir && strings.HasSuffix(m.path, suffix)
 	})
 }
 
-func release(keep func(mapping) bool) (int64, error) {
-	maps, err := os.ReadFile("/proc/self/maps")
+// release advises away the mappings listed in path (maps or smaps) that
+// keep selects.
+func release(path string, keep func(mapping) bool) (int64, error) {
+	maps, err := os.ReadFile(path)
 	if err != nil {
 		return 0, fmt.Errorf("read own mappings: %w", err)
 	}
@@ -73,16 +78,30 @@ type mapping struct {
 	write, shared bool
 	inode         uint64
 	path          string
+	anonKiB       uint64 // from smaps: copy-on-write pages
 }
 
 // parseMaps reads the file-backed mappings of maps (the format of
-// /proc/self/maps: address perms offset dev inode [path]).
+// /proc/self/maps: address perms offset dev inode [path]) or of smaps (the
+// same lines, each followed by "Key: value" lines).
 func parseMaps(maps []byte) ([]mapping, error) {
 	var out []mapping
 	sc := bufio.NewScanner(bytes.NewReader(maps))
+	inFile := false // the lines that follow belong to a file mapping in out
 	for sc.Scan() {
 		line := sc.Bytes()
 		f := bytes.Fields(line)
+		if len(f) >= 2 && bytes.HasSuffix(f[0], []byte(":")) {
+			if inFile && string(f[0]) == "Anonymous:" {
+				kib, err := strconv.ParseUint(string(f[1]), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("parse own mappings: %q", line)
+				}
+				out[len(out)-1].anonKiB = kib
+			}
+			continue
+		}
+		inFile = false
 		if len(f) < 6 || len(f[1]) != 4 {
 			continue // anonymous
 		}
@@ -106,6 +125,7 @@ func parseMaps(maps []byte) ([]mapping, error) {
 		path := string(bytes.TrimSpace(rest))
 		out = append(out, mapping{start: uintptr(s), end: uintptr(e), write: f[1][1] == 'w',
 			shared: f[1][3] == 's', inode: ino, path: path})
+		inFile = true
 	}
 	return out, sc.Err()
 }

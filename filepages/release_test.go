@@ -36,6 +36,28 @@ func TestParseMaps(t *testing.T) {
 
 	_, err = parseMaps([]byte("zz r-xp 0 fe:01 1234 /usr/bin/obs\n"))
 	require.Error(t, err)
+
+	// smaps: the same lines, each followed by its counters.
+	smaps := []byte(`00400000-01e8c000 r-xp 00000000 fe:01 1234                               /usr/bin/obs
+Size:              27184 kB
+Rss:               20480 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me dw sd
+01e8c000-01e9c000 r--p 01a8c000 fe:01 1234                               /usr/bin/obs
+Size:                 64 kB
+Anonymous:            16 kB
+VmFlags: rd mr mw me dw sd
+04098000-040e0000 rw-p 00000000 00:00 0
+Size:                288 kB
+Anonymous:           288 kB
+VmFlags: rd wr mr mw me ac sd
+`)
+	got, err = parseMaps(smaps)
+	require.NoError(t, err)
+	require.Equal(t, []mapping{
+		{start: 0x400000, end: 0x1e8c000, inode: 1234, path: "/usr/bin/obs"},
+		{start: 0x1e8c000, end: 0x1e9c000, inode: 1234, path: "/usr/bin/obs", anonKiB: 16},
+	}, got, "a read-only mapping with copy-on-write pages (RELRO) shows them; an anonymous mapping's count goes nowhere")
 }
 
 func rssFileKiB(t *testing.T) int {
