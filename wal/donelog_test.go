@@ -5,10 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,17 +24,8 @@ func TestHelperDoneProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process only")
 	}
-	db, err := Open(DefaultConfig(dir), nil, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	go func() { _ = db.Run(context.Background()) }()
-	q, err := db.Queue("otlp/backend")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
+	db, qs := helperDB(dir, "otlp/backend")
+	q := qs[0]
 	lines := make(chan string, 1024)
 	go func() {
 		out := bufio.NewWriter(os.Stdout)
@@ -94,34 +83,17 @@ func TestKillAfterDone(t *testing.T) {
 			dir := t.TempDir()
 			acked, done := map[string]bool{}, map[string]bool{}
 			for life := range 2 {
-				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDoneProcess$", "-test.count=1")
-				cmd.Env = append(os.Environ(), helperDoneEnv+"="+dir)
-				cmd.Stderr = os.Stderr
-				stdout, err := cmd.StdoutPipe()
-				require.NoError(t, err)
-				require.NoError(t, cmd.Start())
-				sc := bufio.NewScanner(stdout)
-				n := 0
-				deadline := time.Now().Add(20 * time.Second)
-				killed := false
-				for sc.Scan() {
-					kind, id, _ := strings.Cut(sc.Text(), " ")
+				n := killChild(t, "TestHelperDoneProcess", helperDoneEnv, dir, killAfter, func(line string) bool {
+					kind, id, _ := strings.Cut(line, " ")
 					switch kind {
 					case "acked":
 						acked[id] = true
 					case "done":
 						done[id] = true
-						n++
-					default:
-						continue // test framework chatter
+						return true
 					}
-					if !killed && (n >= killAfter || time.Now().After(deadline)) {
-						require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-						killed = true // keep reading: lines already printed happened
-					}
-				}
-				err = cmd.Wait()
-				require.True(t, killed, "child exited before the kill: %v", err)
+					return false // "acked" lines, test framework chatter
+				})
 				logs, err := filepath.Glob(filepath.Join(dir, doneLogPrefix+"*"))
 				require.NoError(t, err)
 				t.Logf("life %d: killed after %d done, %d acked in all; done logs left: %d", life, n, len(acked), len(logs))

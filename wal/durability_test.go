@@ -28,22 +28,8 @@ func TestHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process only")
 	}
-	db, err := Open(DefaultConfig(dir), nil, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	go func() { _ = db.Run(context.Background()) }()
-	q, err := db.Queue("otlp/backend")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	q2, err := db.Queue("debug")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
+	db, qs := helperDB(dir, "otlp/backend", "debug")
+	q, q2 := qs[0], qs[1]
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
 	var wg sync.WaitGroup
@@ -72,6 +58,60 @@ func TestHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
+// helperDB opens and runs the DB in dir of a helper child process, and
+// its queues by name; a failure ends the child with status 2.
+func helperDB(dir string, queues ...string) (*DB, []*Queue) {
+	db, err := Open(DefaultConfig(dir), nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	go func() { _ = db.Run(context.Background()) }()
+	var qs []*Queue
+	for _, name := range queues {
+		q, err := db.Queue(name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		qs = append(qs, q)
+	}
+	return db, qs
+}
+
+// killChild runs the test named helper as a child process with env set to
+// dir and hands each line it prints to line, which says whether the line
+// counts. Once killAfter lines counted (or after 20 s) it SIGKILLs the
+// child and reads on until it is gone: lines printed before the kill
+// happened. It returns the lines counted.
+func killChild(t *testing.T, helper, env, dir string, killAfter int, line func(string) bool) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	n := 0
+	deadline := time.Now().Add(20 * time.Second)
+	killed := false
+	for sc.Scan() {
+		if !line(sc.Text()) {
+			continue
+		}
+		n++
+		if !killed && (n >= killAfter || time.Now().After(deadline)) {
+			require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+			killed = true
+		}
+	}
+	err = cmd.Wait()
+	require.True(t, killed, "child exited before the kill: %v", err)
+	require.Error(t, err)
+	return n
+}
+
 // TestKillDurability SIGKILLs a child mid-append three times and checks that
 // every acknowledged entry survived, in both queues, and that each writer's
 // checkpoint agrees with the entries (written in the same transaction).
@@ -86,31 +126,14 @@ func TestKillDurability(t *testing.T) {
 			// Each round reuses the directory twice: the second child starts
 			// on the survivors of the first kill.
 			for life := range 2 {
-				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-				cmd.Env = append(os.Environ(), helperDirEnv+"="+dir)
-				cmd.Stderr = os.Stderr
-				stdout, err := cmd.StdoutPipe()
-				require.NoError(t, err)
-				require.NoError(t, cmd.Start())
-				sc := bufio.NewScanner(stdout)
-				n := 0
-				deadline := time.Now().Add(20 * time.Second)
-				killed := false
-				for sc.Scan() {
+				n := killChild(t, "TestHelperProcess", helperDirEnv, dir, killAfter, func(line string) bool {
 					var w, i int
-					if _, err := fmt.Sscanf(sc.Text(), "acked %d %d", &w, &i); err != nil {
-						continue // test framework chatter
+					if _, err := fmt.Sscanf(line, "acked %d %d", &w, &i); err != nil {
+						return false // test framework chatter
 					}
 					acked[[2]int{w, i + life*1_000_000}] = true
-					n++
-					if !killed && (n >= killAfter || time.Now().After(deadline)) {
-						require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-						killed = true // keep reading: lines already printed were acked
-					}
-				}
-				err = cmd.Wait()
-				require.True(t, killed, "child exited before the kill: %v", err)
-				require.Error(t, err)
+					return true
+				})
 				t.Logf("round %d life %d: killed after %d acks", round, life, n)
 				verify(t, dir, acked)
 			}
