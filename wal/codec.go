@@ -2,6 +2,7 @@ package wal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"time"
@@ -30,6 +31,9 @@ const (
 const (
 	codecRaw byte = 0
 	codecS2  byte = 1
+	// extBit in the codec byte marks a value whose body is a loc: the
+	// stored payload lives in a segment file (segments.go).
+	extBit byte = 0x80
 )
 
 // headerLen is the size of the entry header:
@@ -68,39 +72,66 @@ func nameKey(name string) []byte { return append([]byte{prefixName}, name...) }
 
 func kvKey(k []byte) []byte { return append([]byte{prefixKV}, k...) }
 
-// encodeEntry builds the stored value: header followed by the payload,
-// s2-compressed if compress is set and that makes it smaller.
-// buf is reused if it is large enough.
-func encodeEntry(buf, payload []byte, records int, appended time.Time, compress bool) []byte {
-	need := headerLen + len(payload)
-	if compress {
-		need = headerLen + max(s2.MaxEncodedLen(len(payload)), len(payload))
+// storeBody returns the body to store for payload and its codec: the
+// payload s2-compressed into buf when compress is set and that makes it
+// smaller, else the payload itself (not copied).
+func storeBody(buf *[]byte, payload []byte, compress bool) (byte, []byte) {
+	if !compress {
+		return codecRaw, payload
 	}
-	if cap(buf) < need {
-		buf = make([]byte, need)
-	} else {
-		buf = buf[:need]
+	need := s2.MaxEncodedLen(len(payload))
+	if need < 0 {
+		return codecRaw, payload
 	}
-	codec := codecRaw
-	var body []byte
-	if compress {
-		codec = codecS2
-		body = s2.Encode(buf[headerLen:headerLen], payload)
+	if cap(*buf) < need {
+		*buf = make([]byte, need)
 	}
-	if !compress || len(body) >= len(payload) {
-		codec = codecRaw
-		body = buf[headerLen : headerLen+copy(buf[headerLen:], payload)]
+	body := s2.Encode((*buf)[:need], payload)
+	if len(body) >= len(payload) {
+		return codecRaw, payload
 	}
-	buf[0] = codec
-	binary.BigEndian.PutUint32(buf[1:5], uint32(records))
-	binary.BigEndian.PutUint32(buf[5:9], crc32.Checksum(body, castagnoli))
-	binary.BigEndian.PutUint64(buf[9:17], uint64(appended.UnixNano()))
-	return buf[:headerLen+len(body)]
+	return codecS2, body
+}
+
+// appendHeader appends the fixed header of a stored value.
+func appendHeader(b []byte, codec byte, records int, crc uint32, appended int64) []byte {
+	b = append(b, codec)
+	b = binary.BigEndian.AppendUint32(b, uint32(records))
+	b = binary.BigEndian.AppendUint32(b, crc)
+	return binary.BigEndian.AppendUint64(b, uint64(appended))
+}
+
+// encodeEntry builds an inline stored value: header followed by the
+// payload, s2-compressed if compress is set and that makes it smaller.
+func encodeEntry(payload []byte, records int, appended time.Time, compress bool) []byte {
+	var buf []byte
+	codec, body := storeBody(&buf, payload, compress)
+	v := make([]byte, 0, headerLen+len(body))
+	v = appendHeader(v, codec, records, crc32.Checksum(body, castagnoli), appended.UnixNano())
+	return append(v, body...)
+}
+
+// encodeExt builds a stored value that points at a body in a segment.
+func encodeExt(codec byte, records int, crc uint32, appended int64, l loc) []byte {
+	v := make([]byte, 0, headerLen+locLen)
+	return l.append(appendHeader(v, codec|extBit, records, crc, appended))
+}
+
+// storedSize is the accounted size of a stored value: for one that points
+// into a segment, the header plus the body it points at.
+func storedSize(v []byte) int64 {
+	if len(v) == headerLen+locLen && v[0]&extBit != 0 {
+		if l, err := decodeLoc(v[headerLen:]); err == nil {
+			return int64(headerLen) + int64(l.n)
+		}
+	}
+	return accountedSize(len(v))
 }
 
 // entryHeader is the decoded fixed part of a stored value.
 type entryHeader struct {
-	codec    byte
+	codec    byte // codecRaw or codecS2
+	ext      bool // the body is a loc into a segment
 	records  int
 	crc      uint32
 	appended time.Time
@@ -111,7 +142,8 @@ func decodeHeader(v []byte) (entryHeader, error) {
 		return entryHeader{}, fmt.Errorf("decode entry header: %d bytes, want at least %d", len(v), headerLen)
 	}
 	h := entryHeader{
-		codec:    v[0],
+		codec:    v[0] &^ extBit,
+		ext:      v[0]&extBit != 0,
 		records:  int(binary.BigEndian.Uint32(v[1:5])),
 		crc:      binary.BigEndian.Uint32(v[5:9]),
 		appended: time.Unix(0, int64(binary.BigEndian.Uint64(v[9:17]))),
@@ -119,34 +151,47 @@ func decodeHeader(v []byte) (entryHeader, error) {
 	if h.codec != codecRaw && h.codec != codecS2 {
 		return h, fmt.Errorf("decode entry header: unknown codec %d", h.codec)
 	}
+	if h.ext && len(v) != headerLen+locLen {
+		return h, fmt.Errorf("decode entry header: %d bytes after a segment header, want %d", len(v)-headerLen, locLen)
+	}
 	return h, nil
 }
 
-// decodeEntry checks the CRC and returns the header and the uncompressed
-// payload (a new slice; v is not retained).
+// decodeEntry checks the CRC of an inline value and returns the header and
+// the uncompressed payload (a new slice; v is not retained).
 func decodeEntry(v []byte) (entryHeader, []byte, error) {
 	h, err := decodeHeader(v)
 	if err != nil {
 		return h, nil, err
 	}
-	body := v[headerLen:]
+	if h.ext {
+		return h, nil, errors.New("decode entry: payload is in a segment")
+	}
+	out, err := decodeBody(h, v[headerLen:], true)
+	return h, out, err
+}
+
+// decodeBody checks body's CRC and returns the payload; a raw body is
+// copied when copyRaw is set (it belongs to badger).
+func decodeBody(h entryHeader, body []byte, copyRaw bool) ([]byte, error) {
 	if got := crc32.Checksum(body, castagnoli); got != h.crc {
-		return h, nil, fmt.Errorf("check entry crc: got %08x, header says %08x", got, h.crc)
+		return nil, fmt.Errorf("check entry crc: got %08x, header says %08x", got, h.crc)
 	}
-	switch h.codec {
-	case codecS2:
-		n, err := s2.DecodedLen(body)
-		if err != nil {
-			return h, nil, fmt.Errorf("decode s2 payload: %w", err)
+	if h.codec != codecS2 {
+		if copyRaw {
+			return append(make([]byte, 0, len(body)), body...), nil
 		}
-		out, err := s2.Decode(make([]byte, n), body)
-		if err != nil {
-			return h, nil, fmt.Errorf("decode s2 payload: %w", err)
-		}
-		return h, out, nil
-	default:
-		return h, append(make([]byte, 0, len(body)), body...), nil
+		return body, nil
 	}
+	n, err := s2.DecodedLen(body)
+	if err != nil {
+		return nil, fmt.Errorf("decode s2 payload: %w", err)
+	}
+	out, err := s2.Decode(make([]byte, n), body)
+	if err != nil {
+		return nil, fmt.Errorf("decode s2 payload: %w", err)
+	}
+	return out, nil
 }
 
 // Dead value: reason length u16 | reason | dead-lettered unix ns i64 | original entry value.

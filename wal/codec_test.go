@@ -18,7 +18,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	} {
 		for _, compress := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/compress=%v", name, compress), func(t *testing.T) {
-				v := encodeEntry(nil, payload, 7, at, compress)
+				v := encodeEntry(payload, 7, at, compress)
 				h, got, err := decodeEntry(v)
 				require.NoError(t, err)
 				require.Equal(t, payload, got)
@@ -32,9 +32,27 @@ func TestEntryRoundTrip(t *testing.T) {
 					require.Equal(t, codecS2, h.codec)
 					require.Less(t, len(v), len(payload)/4)
 				}
-				// Reusing a dirty buffer gives the same bytes.
+				// The same body through a dirty s2 buffer and a segment
+				// location: the value points at the same bytes.
 				dirty := bytes.Repeat([]byte{0xee}, len(v)*4)
-				require.Equal(t, v, encodeEntry(dirty[:0], payload, 7, at, compress))
+				codec, body := storeBody(&dirty, payload, compress)
+				require.Equal(t, h.codec, codec)
+				require.Equal(t, v[headerLen:], body)
+				l := loc{seg: 3, off: 1 << 33, n: uint32(len(body))}
+				ext := encodeExt(codec, 7, h.crc, at.UnixNano(), l)
+				require.Equal(t, int64(headerLen+len(body)), storedSize(ext))
+				eh, err := decodeHeader(ext)
+				require.NoError(t, err)
+				require.True(t, eh.ext)
+				require.Equal(t, h.codec, eh.codec)
+				gl, err := decodeLoc(ext[headerLen:])
+				require.NoError(t, err)
+				require.Equal(t, l, gl)
+				_, _, err = decodeEntry(ext)
+				require.Error(t, err, "a segment value has no inline payload")
+				p, err := decodeBody(eh, body, true)
+				require.NoError(t, err)
+				require.Equal(t, payload, p)
 			})
 		}
 	}
@@ -64,9 +82,9 @@ func TestAccountedSizeMatchesBadger(t *testing.T) {
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add(encodeEntry(nil, []byte("hello hello hello hello"), 3, time.Unix(1, 0), true))
-	f.Add(encodeEntry(nil, []byte("hello hello hello hello"), 3, time.Unix(1, 0), false))
-	f.Add(encodeEntry(nil, []byte{1, 2, 3}, 1, time.Unix(2, 0), true))
+	f.Add(encodeEntry([]byte("hello hello hello hello"), 3, time.Unix(1, 0), true))
+	f.Add(encodeEntry([]byte("hello hello hello hello"), 3, time.Unix(1, 0), false))
+	f.Add(encodeEntry([]byte{1, 2, 3}, 1, time.Unix(2, 0), true))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, v []byte) {
@@ -75,7 +93,7 @@ func FuzzDecodeEntry(f *testing.F) {
 			return
 		}
 		// Whatever decodes re-encodes to something that decodes the same.
-		v2 := encodeEntry(nil, payload, h.records, h.appended, h.codec == codecS2)
+		v2 := encodeEntry(payload, h.records, h.appended, h.codec == codecS2)
 		h2, p2, err := decodeEntry(v2)
 		require.NoError(t, err)
 		require.Equal(t, payload, p2)

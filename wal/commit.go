@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"time"
 
@@ -36,27 +37,33 @@ type request struct {
 }
 
 type encItem struct {
-	q       *Queue
+	q *Queue
+	// value is the stored value: set by the committer once body is in a
+	// segment, or given (a replayed dead letter, stored inline).
 	value   []byte
+	codec   byte   // of body: codecRaw or codecS2
+	body    []byte // what goes to the segment: the payload, or s2 of it in buf
+	crc     uint32 // of body
+	size    int64  // accounted size
 	records int
 	seq     uint64  // assigned by the committer
-	buf     *[]byte // value's array goes back to db.bufs (via this pointer) once committed
+	buf     *[]byte // s2 buffer; back to db.bufs (via this pointer) once committed
 	// payload (uncompressed, the caller's) and appended (unix ns) feed the
 	// in-memory tail; payload is nil for replayed dead letters.
 	payload  []byte
 	appended int64
 }
 
-// recycle returns the encode buffers of a finished request to the pool;
-// badger has copied the values by the time a commit completes.
+// recycle returns the s2 buffers of a finished request to the pool; the
+// segment has the bodies by the time a commit completes.
 func (db *DB) recycle(r *request) {
 	for i := range r.items {
 		if it := &r.items[i]; it.buf != nil {
-			if cap(it.value) <= maxPooledBuf {
-				*it.buf = it.value[:0]
+			if cap(*it.buf) <= maxPooledBuf {
+				*it.buf = (*it.buf)[:0]
 				db.bufs.Put(it.buf)
 			}
-			it.buf, it.value = nil, nil
+			it.buf, it.body = nil, nil
 		}
 	}
 }
@@ -95,15 +102,30 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 			db.putRequest(r)
 			return fmt.Errorf("append to wal: item %d: negative records %d", i, it.Records)
 		}
-		bp, _ := db.bufs.Get().(*[]byte)
-		if bp == nil {
-			bp = new([]byte)
+		ei := encItem{q: it.Queue, records: it.Records, payload: it.Payload, appended: now.UnixNano()}
+		if j := samePayload(items[:i], it.Payload); j >= 0 {
+			// Fan-out: one body, written once, for every queue.
+			prev := &r.items[j]
+			ei.codec, ei.body, ei.crc = prev.codec, prev.body, prev.crc
+		} else {
+			var bp *[]byte
+			if compress {
+				if bp, _ = db.bufs.Get().(*[]byte); bp == nil {
+					bp = new([]byte)
+				}
+			}
+			ei.codec, ei.body = storeBody(bp, it.Payload, compress)
+			if ei.codec == codecS2 {
+				ei.buf = bp
+			} else if bp != nil {
+				db.bufs.Put(bp)
+			}
+			ei.crc = crc32.Checksum(ei.body, castagnoli)
 		}
-		v := encodeEntry(*bp, it.Payload, it.Records, now, compress)
-		r.items = append(r.items, encItem{q: it.Queue, value: v, records: it.Records, buf: bp,
-			payload: it.Payload, appended: now.UnixNano()})
-		r.reserved += accountedSize(len(v))
-		r.est.add(seqKeyLen, len(v))
+		ei.size = int64(headerLen + len(ei.body))
+		r.items = append(r.items, ei)
+		r.reserved += ei.size
+		r.est.add(seqKeyLen, headerLen+locLen)
 		first := true
 		for _, prev := range r.items[:len(r.items)-1] {
 			if prev.q == it.Queue {
@@ -141,6 +163,68 @@ func (db *DB) Append(ctx context.Context, items []Item, extra ...KV) error {
 	err := db.submit(ctx, r)
 	db.putRequest(r) // the committer is done with r once submit returned
 	return err
+}
+
+// samePayload returns the index of the first item whose payload is p
+// (same array, same length), or -1.
+func samePayload(items []Item, p []byte) int {
+	for i, it := range items {
+		if len(it.Payload) == len(p) && (len(p) == 0 || &it.Payload[0] == &p[0]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// writeBodies writes the bodies of a commit's new entries to the active
+// segment (a body shared by several items once) and syncs it, then sets
+// each item's value to point at its body.
+func (db *DB) writeBodies(part []*request) error {
+	type ref struct {
+		it   *encItem
+		body int
+	}
+	var (
+		bodies [][]byte
+		refs   []ref
+		index  map[*byte]int
+	)
+	for _, r := range part {
+		for i := range r.items {
+			it := &r.items[i]
+			if it.value != nil {
+				continue
+			}
+			b := -1
+			if len(it.body) > 0 && index != nil {
+				if j, ok := index[&it.body[0]]; ok && len(bodies[j]) == len(it.body) {
+					b = j
+				}
+			}
+			if b < 0 {
+				b = len(bodies)
+				bodies = append(bodies, it.body)
+				if len(it.body) > 0 {
+					if index == nil {
+						index = map[*byte]int{}
+					}
+					index[&it.body[0]] = b
+				}
+			}
+			refs = append(refs, ref{it, b})
+		}
+	}
+	if len(bodies) == 0 {
+		return nil
+	}
+	locs, err := db.segs.write(bodies)
+	if err != nil {
+		return err
+	}
+	for _, rf := range refs {
+		rf.it.value = encodeExt(rf.it.codec, rf.it.records, rf.it.crc, rf.it.appended, locs[rf.body])
+	}
+	return nil
 }
 
 // compress says whether an Append now stores its payloads s2-compressed.
@@ -283,6 +367,7 @@ func (db *DB) deleted(dels []pendingDelete) {
 	if len(dels) == 0 {
 		return
 	}
+	db.delsCommitted.Add(uint64(len(dels)))
 	gens := make([]uint64, 0, len(dels))
 	for _, d := range dels {
 		d.q.deleted(d.seq)
@@ -326,6 +411,11 @@ func (db *DB) commitGroup(group []*request) {
 }
 
 func (db *DB) commitPart(part []*request, dels []pendingDelete) {
+	// The payloads are durable before any entry points at them.
+	if err := db.writeBodies(part); err != nil {
+		db.finish(part, dels, nil, 0, err, time.Now())
+		return
+	}
 	txn := db.bdb.NewTransaction(true)
 	saved := map[*Queue]uint64{}
 	var err error
@@ -439,7 +529,7 @@ func (db *DB) finish(part []*request, dels []pendingDelete, saved map[*Queue]uin
 	db.deleted(dels)
 	for _, r := range part {
 		for _, it := range r.items {
-			size := accountedSize(len(it.value))
+			size := it.size
 			it.q.appended(it.seq, size)
 			m.appendedRecords.WithLabelValues(it.q.name).Add(float64(it.records))
 			m.appendedBytes.WithLabelValues(it.q.name).Add(float64(size))

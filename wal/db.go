@@ -63,16 +63,17 @@ type Config struct {
 	// badger. Beyond it the oldest are dropped from memory (still read
 	// from disk). 0 turns the tail off. Default 64 MiB.
 	MemoryBytes int64 `yaml:"memory_bytes"`
-	// ValueLogFileBytes is the size of badger's value-log files. Badger
-	// writes them through a shared mapping, so every page written stays
-	// resident until its file is collected: small files, collected
-	// promptly, bound the memory. 0: a quarter of MaxBytes, 1 to 16 MiB.
+	// ValueLogFileBytes is the size at which payload segments rotate and
+	// the size of badger's value-log files (which hold only dead letters
+	// and large checkpoints now). A segment is deleted once no entry
+	// points into it, so smaller files give disk back sooner. 0: a
+	// quarter of MaxBytes, 1 to 16 MiB.
 	ValueLogFileBytes int64 `yaml:"value_log_file_bytes"`
 	// ReclaimInterval is the shortest time between two memtable flushes
 	// forced to let value-log GC collect files whose entries are done.
 	// Each flush stalls writes briefly. 0: four GC intervals.
 	ReclaimInterval time.Duration `yaml:"reclaim_interval"`
-	// Compression of stored payloads: CompressS2 (default), CompressAuto
+	// Compression of stored payloads: CompressAuto (default), CompressS2
 	// or CompressNone.
 	Compression Compression `yaml:"compression"`
 	// ReleaseValueLog unmaps the value log's resident pages after every
@@ -92,9 +93,9 @@ const (
 	// CompressAuto stores payloads raw while the queues are short and
 	// compresses them (s2) once they hold more than compressAutoAbove,
 	// so that max_bytes holds about 2.4x more records when data piles up.
-	// It is not the default: once value-log files are collected promptly,
-	// raw entries saved no CPU in the benchmarks and wrote 2.4x the pages
-	// through badger's mapping, which stay resident (bench/RESULTS.md).
+	// An entry sent within milliseconds gains nothing from s2, which was
+	// a fifth of a gateway's CPU; written with write(2) into segments,
+	// raw bytes cost no page faults (bench/RESULTS.md).
 	CompressAuto Compression = "auto"
 	CompressS2   Compression = "s2"
 	CompressNone Compression = "none"
@@ -109,13 +110,10 @@ func (c Config) compressAutoAbove() int64 {
 
 // DefaultConfig returns the default configuration for a directory.
 func DefaultConfig(dir string) Config {
-	// GC every 500ms, a flush for it at most every 2s and 16 MiB value-log
-	// files keep the resident value log of a busy gateway near 100 MiB
-	// (64 MiB files collected every 10s let it reach 0.7-1.4 GiB in the
-	// 10M-record benchmark) at no measurable CPU cost: bench/RESULTS.md.
-	// Releasing the value log's written pages: a gateway's 3M-record OTLP
-	// bench peaked at 104-105 MiB against 141-147, same CPU.
-	return Config{Dir: dir, MaxBytes: 1 << 30, GCInterval: 500 * time.Millisecond, MemoryBytes: 64 << 20, Compression: CompressS2,
+	// GC (value log and segments) every 500ms; the value log holds only
+	// dead letters and large checkpoints, whose written pages are
+	// released after every round: bench/RESULTS.md.
+	return Config{Dir: dir, MaxBytes: 1 << 30, GCInterval: 500 * time.Millisecond, MemoryBytes: 64 << 20, Compression: CompressAuto,
 		ReleaseValueLog: true}
 }
 
@@ -155,6 +153,7 @@ type DB struct {
 	cfg     Config
 	log     *slog.Logger
 	bdb     *badger.DB
+	segs    *segments
 	done    *doneLog
 	metrics *metrics
 
@@ -193,6 +192,14 @@ type DB struct {
 	tailFIFO    []tailRef // entries in the order they entered
 	tailHead    int       // first FIFO slot in use
 	tailEvicted uint64    // entries dropped for the budget
+
+	// delsCommitted counts committed deletes; collectSegments scans again
+	// only after it moved or a segment was sealed (segScan: gcLoop only).
+	delsCommitted atomic.Uint64
+	segScan       struct {
+		dels   uint64
+		sealed int
+	}
 
 	// reads counts entry reads from badger by Next and Done (test seam).
 	reads atomic.Int64
@@ -275,8 +282,14 @@ func Open(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*DB, error) 
 		_ = bdb.Close()
 		return nil, err
 	}
+	if db.segs, err = openSegments(cfg.Dir, cfg.vlogFileSize()); err != nil {
+		_ = db.done.close(false)
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open wal %q: %w", cfg.Dir, err)
+	}
 	m, err := newMetrics(db, reg)
 	if err != nil {
+		db.segs.close()
 		_ = db.done.close(false)
 		_ = bdb.Close()
 		return nil, err
@@ -333,7 +346,11 @@ func (db *DB) load() error {
 						q.cursor, first = seq, false
 					}
 					*count++
-					*bytes += item.ValueSize()
+					if prefix == prefixEntry {
+						*bytes += itemSize(item)
+					} else {
+						*bytes += item.ValueSize()
+					}
 					last = seq
 				}
 				return last
@@ -546,12 +563,15 @@ func (db *DB) gcLoop(ctx context.Context) {
 				db.log.Warn("wal release value-log pages", "err", err)
 			}
 		}
+		if err := db.collectSegments(); err != nil {
+			db.log.Warn("wal collect segments", "err", err)
+		}
 		if db.runGC(ctx, 64) == 0 && time.Since(lastFlush) >= db.cfg.reclaimInterval() {
 			// Value-log GC only sees deletes once their keys left the
 			// memtable and were compacted. When little is written, the
 			// memtable never fills: flush it when the value log holds far
 			// more than the queues do.
-			if _, vlog, _ := diskUsage(db.cfg.Dir); vlog > db.used.Load()+db.cfg.reclaimSlack() {
+			if u := diskUsage(db.cfg.Dir); u.vlog > db.used.Load()+db.cfg.reclaimSlack() {
 				lastFlush = time.Now()
 				if err := db.flushMemtable(); err != nil {
 					db.log.Warn("wal flush memtable for gc", "err", err)
@@ -645,6 +665,7 @@ func (db *DB) Close() error {
 		if derr := db.done.close(err == nil); derr != nil {
 			db.log.Warn("wal close done log", "err", derr)
 		}
+		db.segs.close()
 	})
 	return db.closeErr
 }

@@ -128,9 +128,10 @@ func (db *DB) ReplayDead(queue string, seqs ...uint64) (int, error) {
 			rec := recs[0]
 			recs = recs[1:]
 			r.est = r.est.plus(e)
-			r.items = append(r.items, encItem{q: q, value: rec.value, records: rec.Records})
+			size := storedSize(rec.value)
+			r.items = append(r.items, encItem{q: q, value: rec.value, records: rec.Records, size: size})
 			r.deadDels = append(r.deadDels, rec.Seq)
-			r.reserved += accountedSize(len(rec.value))
+			r.reserved += size
 			deadBytes += accountedSize(len(encodeDead(nil, rec.Reason, rec.Time)) + len(rec.value))
 		}
 		n := len(r.items)

@@ -113,17 +113,22 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(s.DeadEntries), q.name)
 		ch <- prometheus.MustNewConstMetric(c.otelQueueSize, prometheus.GaugeValue, float64(s.Entries), q.name)
 	}
-	lsm, vlog, other := diskUsage(c.db.cfg.Dir)
-	ch <- prometheus.MustNewConstMetric(c.disk, prometheus.GaugeValue, float64(lsm), "lsm")
-	ch <- prometheus.MustNewConstMetric(c.disk, prometheus.GaugeValue, float64(vlog), "vlog")
-	ch <- prometheus.MustNewConstMetric(c.disk, prometheus.GaugeValue, float64(other), "other")
+	u := diskUsage(c.db.cfg.Dir)
+	ch <- prometheus.MustNewConstMetric(c.disk, prometheus.GaugeValue, float64(u.lsm), "lsm")
+	ch <- prometheus.MustNewConstMetric(c.disk, prometheus.GaugeValue, float64(u.vlog), "vlog")
+	ch <- prometheus.MustNewConstMetric(c.disk, prometheus.GaugeValue, float64(u.segments), "segments")
+	ch <- prometheus.MustNewConstMetric(c.disk, prometheus.GaugeValue, float64(u.other), "other")
 	ch <- prometheus.MustNewConstMetric(c.capacity, prometheus.GaugeValue, float64(c.db.cfg.MaxBytes))
 	ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(c.db.used.Load()))
 }
 
-// diskUsage sums the allocated blocks of badger's files (value-log files
+// disk is the allocated space of the WAL's files by kind.
+type disk struct{ lsm, vlog, segments, other int64 }
+
+// diskUsage sums the allocated blocks of the WAL's files (value-log files
 // are preallocated sparse, so apparent sizes overstate them).
-func diskUsage(dir string) (lsm, vlog, other int64) {
+func diskUsage(dir string) disk {
+	var u disk
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
@@ -138,19 +143,21 @@ func diskUsage(dir string) (lsm, vlog, other int64) {
 		}
 		switch {
 		case strings.HasSuffix(path, ".sst"):
-			lsm += n
+			u.lsm += n
 		case strings.HasSuffix(path, ".vlog"):
-			vlog += n
+			u.vlog += n
+		case strings.HasSuffix(path, segSuffix):
+			u.segments += n
 		default:
-			other += n
+			u.other += n
 		}
 		return nil
 	})
-	return lsm, vlog, other
+	return u
 }
 
-// DiskBytes returns the disk space badger's files take.
+// DiskBytes returns the disk space the WAL's files take.
 func (db *DB) DiskBytes() int64 {
-	lsm, vlog, other := diskUsage(db.cfg.Dir)
-	return lsm + vlog + other
+	u := diskUsage(db.cfg.Dir)
+	return u.lsm + u.vlog + u.segments + u.other
 }

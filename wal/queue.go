@@ -197,7 +197,7 @@ func (q *Queue) read(seq uint64) (Entry, bool, error) {
 		if err != nil {
 			return err
 		}
-		e, raw, cause = decodeItem(item, seq)
+		e, _, raw, cause = q.db.decodeItem(item, seq)
 		ok = cause == nil
 		return nil
 	})
@@ -210,17 +210,55 @@ func (q *Queue) read(seq uint64) (Entry, bool, error) {
 	return e, ok, nil
 }
 
-func decodeItem(item *badger.Item, seq uint64) (e Entry, raw []byte, err error) {
+// decodeItem reads an entry: its payload (from its segment when it points
+// into one), checked against its CRC, and its accounted size. raw is the
+// stored value when it cannot be decoded, for the dead-letter area.
+func (db *DB) decodeItem(item *badger.Item, seq uint64) (e Entry, size int64, raw []byte, err error) {
+	var (
+		h entryHeader
+		l loc
+	)
 	err = item.Value(func(v []byte) error {
-		h, payload, err := decodeEntry(v)
+		var err error
+		size = storedSize(v)
+		if h, err = decodeHeader(v); err == nil {
+			if h.ext {
+				l, err = decodeLoc(v[headerLen:])
+				raw = append([]byte(nil), v...)
+				return err
+			}
+			e.Payload, err = decodeBody(h, v[headerLen:], true)
+		}
 		if err != nil {
 			raw = append([]byte(nil), v...)
-			return err
 		}
-		e = Entry{Seq: seq, Payload: payload, Records: h.records, Appended: h.appended}
+		return err
+	})
+	if err == nil && h.ext {
+		var body []byte
+		if body, err = db.segs.read(l); err == nil {
+			e.Payload, err = decodeBody(h, body, false)
+		}
+	}
+	if err != nil {
+		return Entry{}, size, raw, err
+	}
+	e.Seq, e.Records, e.Appended = seq, h.records, h.appended
+	return e, size, nil, nil
+}
+
+// itemSize is the accounted size of an entry item; it reads the value only
+// when it may point into a segment.
+func itemSize(item *badger.Item) int64 {
+	n := item.ValueSize()
+	if n != headerLen+locLen {
+		return n
+	}
+	_ = item.Value(func(v []byte) error {
+		n = storedSize(v)
 		return nil
 	})
-	return e, raw, err
+	return n
 }
 
 // seek finds the first entry with seq >= from that is not being deleted.
@@ -246,12 +284,12 @@ func (q *Queue) seek(from uint64) (Entry, int64, bool, error) {
 			if q.isDeleting(seq) {
 				continue
 			}
-			got, raw, cause := decodeItem(item, seq)
+			got, n, raw, cause := q.db.decodeItem(item, seq)
 			if cause != nil {
 				bads = append(bads, bad{seq, raw, cause})
 				continue
 			}
-			e, size, found = got, item.ValueSize(), true
+			e, size, found = got, n, true
 			return nil
 		}
 		return nil
@@ -285,7 +323,7 @@ func (q *Queue) quarantine(seq uint64, raw []byte, cause error) {
 		if err != nil {
 			return err
 		}
-		size = item.ValueSize()
+		size = itemSize(item)
 		if err := txn.Set(seqKey(prefixDead, q.id, seq), dv); err != nil {
 			return err
 		}
@@ -341,7 +379,7 @@ func (q *Queue) Done(seq uint64) error {
 				if err != nil {
 					return err
 				}
-				size = item.ValueSize()
+				size = itemSize(item)
 				return nil
 			})
 		}
@@ -413,7 +451,9 @@ func (q *Queue) DeadLetter(seq uint64, reason string) error {
 		if err != nil {
 			return err
 		}
-		dv := encodeDead(raw, reason, time.Now())
+		// Inline: a dead letter may stay for long and must not keep a
+		// segment file.
+		dv := encodeDead(q.db.inlineValue(raw), reason, time.Now())
 		dsize = accountedSize(len(dv))
 		if err := txn.Set(seqKey(prefixDead, q.id, seq), dv); err != nil {
 			return err

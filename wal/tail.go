@@ -58,7 +58,7 @@ func (db *DB) tailAdd(part []*request, mark *commitMark) {
 				payload:  it.payload,
 				records:  it.records,
 				appended: it.appended,
-				stored:   accountedSize(len(it.value)),
+				stored:   it.size,
 				commit:   mark,
 			}
 			db.tailBytes += n
