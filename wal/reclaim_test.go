@@ -49,7 +49,9 @@ func TestDiskReclaim(t *testing.T) {
 				if done {
 					return
 				}
-				if err := db.Append(ctx, []Item{{Queue: q, Payload: payloads[(w+i)%len(payloads)], Records: 700}}); err != nil {
+				// A copy: appends of one array in one commit share a body.
+				p := append([]byte(nil), payloads[(w+i)%len(payloads)]...)
+				if err := db.Append(ctx, []Item{{Queue: q, Payload: p, Records: 700}}); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
