@@ -440,107 +440,129 @@ func scanMessage(b []byte, base int, m msgID, depth int) (int, error) {
 		deprecated int // items of countDeprecated fields
 		pos        int
 	)
+	// The hot paths (one-byte tags and lengths, strings, fixed-width
+	// fields) are written out inline: this loop runs for every field of
+	// every request a receiver takes.
 	for pos < len(b) {
 		start := pos
-		tag, n := scanVarint(b, pos)
-		if n < 0 {
-			return 0, &scanError{msg: d.name, offset: base + start, err: varintErr(n)}
+		var tag uint64
+		if c := b[pos]; c < 0x80 {
+			tag, pos = uint64(c), pos+1
+		} else if tag, pos = scanVarint(b, pos); pos < 0 {
+			return 0, scanFail(d, 0, base+start, varintErr(pos))
 		}
-		pos = n
 		num := int32(tag >> 3) // pdata truncates, it does not range-check
 		wt := protowire.Type(tag & 7)
 		if num <= 0 {
-			return 0, &scanError{msg: d.name, offset: base + start, err: errScanFieldNumber}
+			return 0, scanFail(d, 0, base+start, errScanFieldNumber)
 		}
-		f := d.field(num)
-		fail := func(err error) (int, error) {
-			return 0, &scanError{msg: d.name, field: num, offset: base + start, err: err}
+		var f fieldDesc
+		if num <= maxDirectField {
+			f = d.fields[num]
+		} else if num == 1000 {
+			f = d.f1000
 		}
+		var err error
 		switch f.kind {
 		case kindUnknown:
 			if pos = skipUnknown(b, pos, wt); pos < 0 {
-				return fail(varintErr(pos))
+				err = varintErr(pos)
 			}
 		case kindVarint:
-			if wt != protowire.VarintType {
-				return fail(errScanWireType)
+			switch {
+			case wt != protowire.VarintType:
+				err = errScanWireType
+			case pos < len(b) && b[pos] < 0x80:
+				pos++
+			default:
+				if _, pos = scanVarint(b, pos); pos < 0 {
+					err = varintErr(pos)
+				}
 			}
-			if _, n = scanVarint(b, pos); n < 0 {
-				return fail(varintErr(n))
-			}
-			pos = n
 		case kindFixed64:
 			if wt != protowire.Fixed64Type {
-				return fail(errScanWireType)
-			}
-			if pos += 8; pos > len(b) {
-				return fail(errScanTruncated)
+				err = errScanWireType
+			} else if pos += 8; pos > len(b) {
+				err = errScanTruncated
 			}
 		case kindFixed32:
 			if wt != protowire.Fixed32Type {
-				return fail(errScanWireType)
-			}
-			if pos += 4; pos > len(b) {
-				return fail(errScanTruncated)
+				err = errScanWireType
+			} else if pos += 4; pos > len(b) {
+				err = errScanTruncated
 			}
 		case kindPackedFixed64:
 			switch wt {
 			case protowire.Fixed64Type:
 				if pos += 8; pos > len(b) {
-					return fail(errScanTruncated)
+					err = errScanTruncated
 				}
 			case protowire.BytesType:
 				var v []byte
+				var n int
 				if v, pos, n = scanLen(b, pos); n < 0 {
-					return fail(varintErr(n))
-				}
-				if len(v)%8 != 0 {
-					return fail(errScanPackedLength)
+					err = varintErr(n)
+				} else if len(v)%8 != 0 {
+					err = errScanPackedLength
 				}
 			default:
-				return fail(errScanWireType)
+				err = errScanWireType
 			}
 		case kindPackedVarint:
 			switch wt {
 			case protowire.VarintType:
-				if _, n = scanVarint(b, pos); n < 0 {
-					return fail(varintErr(n))
+				if _, pos = scanVarint(b, pos); pos < 0 {
+					err = varintErr(pos)
 				}
-				pos = n
 			case protowire.BytesType:
 				var v []byte
+				var n int
 				if v, pos, n = scanLen(b, pos); n < 0 {
-					return fail(varintErr(n))
+					err = varintErr(n)
+					break
 				}
 				for i := 0; i < len(v); {
 					if _, i = scanVarint(v, i); i < 0 {
-						return fail(varintErr(i))
+						err = varintErr(i)
+						break
 					}
 				}
 			default:
-				return fail(errScanWireType)
+				err = errScanWireType
 			}
 		default: // length-delimited kinds
 			if wt != protowire.BytesType {
-				return fail(errScanWireType)
+				err = errScanWireType
+				break
 			}
 			var v []byte
-			if v, pos, n = scanLen(b, pos); n < 0 {
-				return fail(varintErr(n))
+			if pos < len(b) && b[pos] < 0x80 {
+				end := pos + 1 + int(b[pos])
+				if end > len(b) {
+					err = errScanTruncated
+					break
+				}
+				v, pos = b[pos+1:end], end
+			} else {
+				var n int
+				if v, pos, n = scanLen(b, pos); n < 0 {
+					err = varintErr(n)
+					break
+				}
 			}
 			switch f.kind {
 			case kindTraceID:
 				if len(v) != 0 && len(v) != 16 {
-					return fail(errScanTraceID)
+					err = errScanTraceID
 				}
 			case kindSpanID:
 				if len(v) != 0 && len(v) != 8 {
-					return fail(errScanSpanID)
+					err = errScanSpanID
 				}
 			case kindMessage:
-				sub, err := scanMessage(v, base+pos-len(v), f.msg, depth)
-				if err != nil {
-					return 0, err
+				sub, serr := scanMessage(v, base+pos-len(v), f.msg, depth)
+				if serr != nil {
+					return 0, serr
 				}
 				switch f.count {
 				case countOne:
@@ -557,6 +579,9 @@ func scanMessage(b []byte, base int, m msgID, depth int) (int, error) {
 				}
 			}
 		}
+		if err != nil {
+			return 0, scanFail(d, num, base+start, err)
+		}
 	}
 	if scopes == 0 {
 		// pdata's Migrate*: the deprecated scope list is used only when
@@ -564,6 +589,13 @@ func scanMessage(b []byte, base int, m msgID, depth int) (int, error) {
 		items += deprecated
 	}
 	return items, nil
+}
+
+// scanFail builds the error of a failed field; kept out of the loop.
+//
+//go:noinline
+func scanFail(d *msgDesc, num int32, offset int, err error) error {
+	return &scanError{msg: d.name, field: num, offset: offset, err: err}
 }
 
 // Negative positions returned by the scan helpers name the failure.
