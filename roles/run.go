@@ -109,10 +109,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	if err := os.MkdirAll(walDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	// The default stores s2 in every role: with value-log files collected
-	// promptly, raw entries (auto) write 2.4x the pages through badger's
-	// mapping for no CPU saved; the gateway's 10M-record bench peaked at
-	// 146-187 MiB with s2 against 208-346 with auto (bench/RESULTS.md).
+	// Every role stores payloads raw while queues are short (auto): they
+	// go to segment files with write(2), so raw bytes cost no page faults
+	// and no RSS, and s2 only pays once a backlog builds (bench/RESULTS.md).
 	wcfg := wal.DefaultConfig(walDir)
 	if opts.Role == Agent {
 		// An agent shares its node with the workloads (a 64 MiB budget).
@@ -120,9 +119,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		// exporters keep up with one node's data, so entries in flight
 		// fit in a few MiB and older ones are read back from disk.
 		wcfg.MemoryBytes = 8 << 20
-		// Small value-log files collected within a second, their written
-		// pages unmapped after every GC round (raw entries would write 3x
-		// the pages, and cost more CPU than s2 in the filelog benchmark).
+		// Small payload segments and value-log files, collected within a
+		// second; the value log's written pages are unmapped after every
+		// GC round.
 		wcfg.ValueLogFileBytes = 4 << 20
 		wcfg.GCInterval = 250 * time.Millisecond
 		wcfg.ReclaimInterval = time.Second
