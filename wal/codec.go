@@ -2,7 +2,6 @@ package wal
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"time"
@@ -101,16 +100,6 @@ func appendHeader(b []byte, codec byte, records int, crc uint32, appended int64)
 	return binary.BigEndian.AppendUint64(b, uint64(appended))
 }
 
-// encodeEntry builds an inline stored value: header followed by the
-// payload, s2-compressed if compress is set and that makes it smaller.
-func encodeEntry(payload []byte, records int, appended time.Time, compress bool) []byte {
-	var buf []byte
-	codec, body := storeBody(&buf, payload, compress)
-	v := make([]byte, 0, headerLen+len(body))
-	v = appendHeader(v, codec, records, crc32.Checksum(body, castagnoli), appended.UnixNano())
-	return append(v, body...)
-}
-
 // encodeExt builds a stored value that points at a body in a segment.
 func encodeExt(codec byte, records int, crc uint32, appended int64, l loc) []byte {
 	v := make([]byte, 0, headerLen+locLen)
@@ -155,20 +144,6 @@ func decodeHeader(v []byte) (entryHeader, error) {
 		return h, fmt.Errorf("decode entry header: %d bytes after a segment header, want %d", len(v)-headerLen, locLen)
 	}
 	return h, nil
-}
-
-// decodeEntry checks the CRC of an inline value and returns the header and
-// the uncompressed payload (a new slice; v is not retained).
-func decodeEntry(v []byte) (entryHeader, []byte, error) {
-	h, err := decodeHeader(v)
-	if err != nil {
-		return h, nil, err
-	}
-	if h.ext {
-		return h, nil, errors.New("decode entry: payload is in a segment")
-	}
-	out, err := decodeBody(h, v[headerLen:], true)
-	return h, out, err
 }
 
 // decodeBody checks body's CRC and returns the payload; a raw body is

@@ -2,12 +2,41 @@ package wal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
+
+// The inline value format: what a dead letter holds (inlineValue) and
+// what a replayed dead letter is stored as.
+
+// encodeEntry builds an inline stored value: header followed by the
+// payload, s2-compressed if compress is set and that makes it smaller.
+func encodeEntry(payload []byte, records int, appended time.Time, compress bool) []byte {
+	var buf []byte
+	codec, body := storeBody(&buf, payload, compress)
+	v := make([]byte, 0, headerLen+len(body))
+	v = appendHeader(v, codec, records, crc32.Checksum(body, castagnoli), appended.UnixNano())
+	return append(v, body...)
+}
+
+// decodeEntry checks the CRC of an inline value and returns the header and
+// the uncompressed payload (a new slice; v is not retained).
+func decodeEntry(v []byte) (entryHeader, []byte, error) {
+	h, err := decodeHeader(v)
+	if err != nil {
+		return h, nil, err
+	}
+	if h.ext {
+		return h, nil, errors.New("decode entry: payload is in a segment")
+	}
+	out, err := decodeBody(h, v[headerLen:], true)
+	return h, out, err
+}
 
 func TestEntryRoundTrip(t *testing.T) {
 	at := time.Unix(1700000000, 123456789)

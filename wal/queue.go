@@ -224,10 +224,9 @@ func (db *DB) decodeItem(item *badger.Item, seq uint64) (e Entry, size int64, ra
 		if h, err = decodeHeader(v); err == nil {
 			if h.ext {
 				l, err = decodeLoc(v[headerLen:])
-				raw = append([]byte(nil), v...)
-				return err
+			} else {
+				e.Payload, err = decodeBody(h, v[headerLen:], true)
 			}
-			e.Payload, err = decodeBody(h, v[headerLen:], true)
 		}
 		if err != nil {
 			raw = append([]byte(nil), v...)
@@ -238,6 +237,10 @@ func (db *DB) decodeItem(item *badger.Item, seq uint64) (e Entry, size int64, ra
 		var body []byte
 		if body, err = db.segs.read(l); err == nil {
 			e.Payload, err = decodeBody(h, body, false)
+		}
+		if err != nil {
+			// The value decoded, so it re-encodes to the same bytes.
+			raw = encodeExt(h.codec, h.records, h.crc, h.appended.UnixNano(), l)
 		}
 	}
 	if err != nil {
