@@ -2,7 +2,8 @@
 // database per node, one queue per exporter, group-committed appends that
 // return only after fsync, redelivery of everything not marked done after a
 // restart, a dead-letter area, and checkpoints written in the same
-// transaction as the entries they describe.
+// transaction as the entries they describe. Payloads live in segment files
+// beside badger (segments.go); badger holds the entries that point at them.
 //
 // wal stores opaque bytes; it knows nothing of pdata or actors.
 package wal
