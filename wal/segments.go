@@ -258,7 +258,9 @@ func (db *DB) collectSegments() error {
 				if prefix == prefixEntry && item.ValueSize() != headerLen+locLen {
 					continue // inline
 				}
-				_ = item.Value(func(v []byte) error {
+				// A value that cannot be read stops the collection: its
+				// segment might be one of those about to go.
+				err := item.Value(func(v []byte) error {
 					if prefix == prefixDead {
 						if _, _, dv, err := decodeDead(v); err == nil {
 							v = dv
@@ -271,6 +273,10 @@ func (db *DB) collectSegments() error {
 					}
 					return nil
 				})
+				if err != nil {
+					it.Close()
+					return err
+				}
 			}
 			it.Close()
 		}
