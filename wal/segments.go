@@ -60,23 +60,27 @@ func decodeLoc(b []byte) (loc, error) {
 }
 
 // segments is the set of segment files of one DB. The committer is the
-// only writer; readers and the collector take mu.
+// only writer; readers and the collector take mu. Only the active segment
+// holds a file descriptor: a backlog of a large max_bytes spans thousands
+// of sealed segments, and a sealed one is read only when the in-memory tail
+// missed (one open per entry read back).
 type segments struct {
 	dir      string
 	rotateAt int64
 
 	mu     sync.RWMutex
-	files  map[uint64]*os.File // every segment, the active one included
-	active uint64
-	size   int64 // bytes written to the active segment; committer only
+	ids    map[uint64]struct{} // every segment, the active one included
+	active *os.File
+	id     uint64 // of active
+	size   int64  // bytes written to the active segment; committer only
 	nextID uint64
 }
 
-// openSegments opens the segment directory, keeps every existing file for
-// reading and starts a new active segment; old files are collected once
-// no entry points into them.
+// openSegments opens the segment directory, notes every existing file and
+// starts a new active segment; old files are collected once no entry points
+// into them.
 func openSegments(dir string, rotateAt int64) (*segments, error) {
-	s := &segments{dir: filepath.Join(dir, segDirName), rotateAt: rotateAt, files: map[uint64]*os.File{}, nextID: 1}
+	s := &segments{dir: filepath.Join(dir, segDirName), rotateAt: rotateAt, ids: map[uint64]struct{}{}, nextID: 1}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open wal segments: %w", err)
 	}
@@ -89,16 +93,10 @@ func openSegments(dir string, rotateAt int64) (*segments, error) {
 		if !ok {
 			continue
 		}
-		f, err := os.Open(filepath.Join(s.dir, e.Name()))
-		if err != nil {
-			s.close()
-			return nil, fmt.Errorf("open wal segments: %w", err)
-		}
-		s.files[id] = f
+		s.ids[id] = struct{}{}
 		s.nextID = max(s.nextID, id+1)
 	}
 	if err := s.rotate(); err != nil {
-		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -128,11 +126,16 @@ func (s *segments) rotate() error {
 		return fmt.Errorf("create wal segment: %w", err)
 	}
 	s.mu.Lock()
-	s.files[id] = f
-	s.active = id
+	old := s.active
+	s.ids[id] = struct{}{}
+	s.active, s.id = f, id
 	s.nextID = id + 1
 	s.mu.Unlock()
 	s.size = 0
+	if old != nil {
+		// Sealed: fully written and synced; readers open it by name.
+		_ = old.Close()
+	}
 	return nil
 }
 
@@ -156,33 +159,42 @@ func (s *segments) write(bodies [][]byte) ([]loc, error) {
 			return nil, err
 		}
 	}
-	s.mu.RLock()
-	f := s.files[s.active]
-	s.mu.RUnlock()
+	f := s.active // only rotate, in this goroutine, replaces it
 	locs := make([]loc, len(bodies))
 	for i, b := range bodies {
 		if len(b) > 1<<31 {
 			return nil, fmt.Errorf("write wal segment: payload of %d bytes", len(b))
 		}
 		if _, err := f.WriteAt(b, s.size); err != nil {
-			return nil, fmt.Errorf("write wal segment %s: %w", segName(s.active), err)
+			return nil, fmt.Errorf("write wal segment %s: %w", segName(s.id), err)
 		}
-		locs[i] = loc{seg: s.active, off: uint64(s.size), n: uint32(len(b))}
+		locs[i] = loc{seg: s.id, off: uint64(s.size), n: uint32(len(b))}
 		s.size += int64(len(b))
 	}
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
-		return nil, fmt.Errorf("sync wal segment %s: %w", segName(s.active), err)
+		return nil, fmt.Errorf("sync wal segment %s: %w", segName(s.id), err)
 	}
 	return locs, nil
 }
 
 // read returns a copy of the stored body at l.
 func (s *segments) read(l loc) ([]byte, error) {
+	// Held while reading: remove waits, so the file cannot go meanwhile.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	f, ok := s.files[l.seg]
-	if !ok {
+	if _, ok := s.ids[l.seg]; !ok {
 		return nil, fmt.Errorf("read wal segment %s: %w", segName(l.seg), fs.ErrNotExist)
+	}
+	f := s.active
+	if f == nil {
+		return nil, fmt.Errorf("read wal segment %s: %w", segName(l.seg), ErrClosed)
+	}
+	if l.seg != s.id {
+		var err error
+		if f, err = os.Open(filepath.Join(s.dir, segName(l.seg))); err != nil {
+			return nil, fmt.Errorf("read wal segment: %w", err)
+		}
+		defer f.Close()
 	}
 	buf := make([]byte, l.n)
 	if _, err := f.ReadAt(buf, int64(l.off)); err != nil {
@@ -195,9 +207,9 @@ func (s *segments) read(l loc) ([]byte, error) {
 func (s *segments) sealed() []uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]uint64, 0, len(s.files))
-	for id := range s.files {
-		if id != s.active {
+	out := make([]uint64, 0, len(s.ids))
+	for id := range s.ids {
+		if id != s.id {
 			out = append(out, id)
 		}
 	}
@@ -212,12 +224,10 @@ func (s *segments) remove(ids []uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
-		f, ok := s.files[id]
-		if !ok || id == s.active {
+		if _, ok := s.ids[id]; !ok || id == s.id {
 			continue
 		}
-		delete(s.files, id)
-		_ = f.Close()
+		delete(s.ids, id)
 		if err := os.Remove(filepath.Join(s.dir, segName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -228,9 +238,9 @@ func (s *segments) remove(ids []uint64) error {
 func (s *segments) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, f := range s.files {
-		_ = f.Close()
-		delete(s.files, id)
+	if s.active != nil {
+		_ = s.active.Close()
+		s.active = nil
 	}
 }
 
