@@ -307,7 +307,10 @@ func (t *seriesTable) get(ref storage.SeriesRef, ls labels.Labels) (s *series, c
 		}
 	}
 	t.seq++
-	s = &series{ref: storage.SeriesRef(uint64(t.seq)<<32 | uint64(slot+1)), lset: ls.Copy(), next: head}
+	// ls is kept, not copied: AppenderV2 lets an appender retain the label
+	// set (TSDB's head does), and Prometheus' scrape cache holds the same
+	// immutable string, so a copy would store every series' labels twice.
+	s = &series{ref: storage.SeriesRef(uint64(t.seq)<<32 | uint64(slot+1)), lset: ls, next: head}
 	t.byHash[h] = s
 	(*t.dir.Load())[slot/seriesChunkLen][slot%seriesChunkLen].Store(s)
 	t.count++
