@@ -253,12 +253,14 @@ func (s *segments) close() {
 // last scan.
 func (db *DB) collectSegments() error {
 	dels := db.delsCommitted.Load()
+	// Decide without the write lock, which would stall commits every GC
+	// round for nothing; only the list a scan works from needs it.
+	if n := len(db.segs.sealed()); n == 0 || (dels == db.segScan.dels && n == db.segScan.sealed) {
+		return nil
+	}
 	db.writeMu.Lock()
 	sealed := db.segs.sealed()
 	db.writeMu.Unlock()
-	if len(sealed) == 0 || (dels == db.segScan.dels && len(sealed) == db.segScan.sealed) {
-		return nil
-	}
 	used := map[uint64]bool{}
 	err := db.bdb.View(func(txn *badger.Txn) error {
 		for _, prefix := range []byte{prefixEntry, prefixDead} {
