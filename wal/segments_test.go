@@ -31,6 +31,18 @@ func segFiles(t testing.TB, dir string) map[string]int64 {
 	return out
 }
 
+// sealWritten makes the segment written last a sealed one: a 2 MiB entry
+// fills the active segment (1 MiB files in these tests), the next append
+// rotates; both are done at once. q must hold no other entry not handed out.
+func sealWritten(t testing.TB, db *DB, q *Queue) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: bytes.Repeat([]byte("x"), 2<<20), Records: 1}}))
+	require.NoError(t, q.Done(next(t, q).Seq))
+	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: []byte("tail"), Records: 1}}))
+	require.NoError(t, q.Done(next(t, q).Seq))
+}
+
 func TestFanOutWritesPayloadOnce(t *testing.T) {
 	cfg := DefaultConfig(t.TempDir())
 	cfg.Compression = CompressNone
@@ -70,11 +82,7 @@ func TestPayloadsReadFromSegmentsAfterRestart(t *testing.T) {
 
 			db = openRunning(t, cfg)
 			q = mustQueue(t, db.DB, "q")
-			for i := range want {
-				e := next(t, q)
-				require.Equal(t, want[i], e.Payload, "entry %d", i)
-				require.NoError(t, q.Done(e.Seq))
-			}
+			drainInOrder(t, q, want)
 			requireEmpty(t, q)
 		})
 	}
@@ -106,11 +114,7 @@ func TestSegmentsCollected(t *testing.T) {
 	for range 30 {
 		require.NoError(t, q.Done(next(t, q).Seq))
 	}
-	// Rotate past the last segment written: only then can it be sealed.
-	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: bytes.Repeat([]byte("x"), 2<<20), Records: 1}}))
-	require.NoError(t, q.Done(next(t, q).Seq))
-	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: []byte("tail"), Records: 1}}))
-	require.NoError(t, q.Done(next(t, q).Seq))
+	sealWritten(t, db.DB, q)
 
 	require.Eventually(t, func() bool { return len(segFiles(t, cfg.Dir)) == 2 }, 10*time.Second, 20*time.Millisecond,
 		"left: the segment of the live entry and the active one; got %v", segFiles(t, cfg.Dir))
@@ -177,10 +181,7 @@ func TestDeadLetterKeepsPayloadInline(t *testing.T) {
 	p := append([]byte("dead "), logBatch(rand.New(rand.NewPCG(9, 9)), 300)...)
 	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: p, Records: 300}}))
 	require.NoError(t, q.DeadLetter(next(t, q).Seq, "permanent: 400"))
-	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: bytes.Repeat([]byte("x"), 2<<20), Records: 1}}))
-	require.NoError(t, q.Done(next(t, q).Seq))
-	require.NoError(t, db.Append(ctx, []Item{{Queue: q, Payload: []byte("tail"), Records: 1}}))
-	require.NoError(t, q.Done(next(t, q).Seq))
+	sealWritten(t, db.DB, q)
 	require.Eventually(t, func() bool { return len(segFiles(t, cfg.Dir)) == 1 }, 10*time.Second, 20*time.Millisecond,
 		"the dead letter keeps no segment; got %v", segFiles(t, cfg.Dir))
 

@@ -73,6 +73,17 @@ func next(t testing.TB, q *Queue) Entry {
 	return e
 }
 
+// drainInOrder takes len(want) entries, checks each payload against want in
+// order and marks it done.
+func drainInOrder(t testing.TB, q *Queue, want [][]byte) {
+	t.Helper()
+	for i := range want {
+		e := next(t, q)
+		require.Equal(t, want[i], e.Payload, "entry %d", i)
+		require.NoError(t, q.Done(e.Seq))
+	}
+}
+
 // requireEmpty asserts Next finds nothing within a short wait.
 func requireEmpty(t testing.TB, q *Queue) {
 	t.Helper()
@@ -449,11 +460,7 @@ func TestCompressAutoCompressesOnceQueued(t *testing.T) {
 	cfg.Compression = CompressNone
 	db = openRunning(t, cfg)
 	q = mustQueue(t, db.DB, "q")
-	for i := range n {
-		e := next(t, q)
-		require.Equal(t, payloads[i], e.Payload, "entry %d", i)
-		require.NoError(t, q.Done(e.Seq))
-	}
+	drainInOrder(t, q, payloads[:n])
 	p := logBatch(r, 1000)
 	before := q.Stats().Bytes
 	require.NoError(t, db.Append(context.Background(), []Item{{Queue: q, Payload: p, Records: 1000}}))
