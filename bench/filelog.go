@@ -373,7 +373,7 @@ func scenarioSystems(scenario string) string {
 	case "otlp":
 		return "obs,otelcol-noqueue,otelcol-filestorage"
 	case "scrape":
-		return "obs,vmagent,otelcol"
+		return "obs,vmagent,promfloor,otelcol"
 	case "filelog":
 		return "obs,otelcol-filestorage,otelcol-nostorage"
 	}

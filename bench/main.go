@@ -90,6 +90,13 @@ type result struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == promFloorCommand {
+		if err := runPromFloor(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -119,7 +126,7 @@ func run() error {
 	flag.IntVar(&o.distinct, "distinct", 64, "distinct pre-generated requests, sent round robin")
 	flag.StringVar(&systemsFlag, "systems", "",
 		"comma-separated systems; otlp: obs, otelcol-noqueue, otelcol-filestorage, otelcol-filestorage-fsync; "+
-			"scrape: obs, vmagent, otelcol; filelog: obs, obs-wal64m, otelcol-filestorage, otelcol-nostorage (default: obs and the scenario's peers, without the -fsync and -wal64m variants)")
+			"scrape: obs, vmagent, otelcol, promfloor (Prometheus' scrape loop alone); filelog: obs, obs-wal64m, otelcol-filestorage, otelcol-nostorage (default: obs and the scenario's peers, without the -fsync and -wal64m variants)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-system limit; a row that exceeds it is aborted")
 	flag.StringVar(&o.obsBin, "obs", "", "obs binary (default: go build the module into the work dir)")
 	flag.StringVar(&o.otelBin, "otelcol", "", "otlp: otelcol binary (default: $OBS_OTELCOL, else scripts/build-otelcol.sh)")

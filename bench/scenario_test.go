@@ -241,5 +241,5 @@ func TestScenarioSystems(t *testing.T) {
 	}
 	require.Empty(t, scenarioSystems("nope"))
 	require.Len(t, filelogSystems("obs", "otelcol", "/x/*.log"), 4)
-	require.Len(t, scrapeSystems("obs", "otelcol", "vmagent", []string{"127.0.0.2:1"}, time.Second, "http://127.0.0.1:1/api/v1/write"), 3)
+	require.Len(t, scrapeSystems("obs", "otelcol", "vmagent", "bench", []string{"127.0.0.2:1"}, time.Second, "http://127.0.0.1:1/api/v1/write"), 4)
 }

@@ -139,8 +139,9 @@ func promScrapeConfig(addrs []string, interval time.Duration, indent int) string
 }
 
 // scrapeSystems returns the systems of the scrape scenario. The OTLP sink
-// is passed to config; rwURL is vmagent's remote-write sink.
-func scrapeSystems(obsBin, otelBin, vmBin string, addrs []string, interval time.Duration, rwURL string) map[string]system {
+// is passed to config; rwURL is vmagent's remote-write sink; floorBin is
+// this bench binary (see promfloor.go).
+func scrapeSystems(obsBin, otelBin, vmBin, floorBin string, addrs []string, interval time.Duration, rwURL string) map[string]system {
 	return map[string]system{
 		"obs": {
 			name: "obs (prometheus → otlp)",
@@ -184,6 +185,16 @@ service:
 					"-httpListenAddr=" + admin, "-loggerLevel=WARN"}
 			},
 			readyURL: func(admin string) string { return "http://" + admin + "/health" },
+		},
+		promFloorCommand: {
+			name: "Prometheus' scrape loop alone (discards)",
+			bin:  floorBin,
+			config: func(_, _, _ string) string {
+				return promScrapeConfig(addrs, interval, 0)
+			},
+			args: func(configPath, _, _ string) []string {
+				return []string{promFloorCommand, "-config", configPath}
+			},
 		},
 		"otelcol": {
 			name: "otelcol (prometheus → otlp)",
@@ -256,7 +267,11 @@ func runScrape(ctx context.Context, log *slog.Logger, o options, so scrapeOption
 	}()
 	log.Info("targets up", "targets", so.targets, "series_each", so.series, "bytes_each", len(body), "interval", so.interval)
 
-	all := scrapeSystems(o.obsBin, o.otelBin, so.vmBin, tg.addrs, so.interval, rw.url())
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the bench binary for the %s row: %w", promFloorCommand, err)
+	}
+	all := scrapeSystems(o.obsBin, o.otelBin, so.vmBin, self, tg.addrs, so.interval, rw.url())
 	for _, k := range o.systems {
 		if _, ok := all[k]; !ok {
 			return fmt.Errorf("unknown system %q for the scrape scenario", k)
@@ -299,6 +314,7 @@ func scrapeOne(parent context.Context, log *slog.Logger, o options, so scrapeOpt
 	defer cancel()
 	sk.expect(0)
 	rw.reset()
+	tg.scrapes.Store(0)
 	p, stop, err := startRow(ctx, log, key, sys, filepath.Join(o.workDir, "scrape-"+key), "", sk.addr())
 	if err != nil {
 		res.err = err
@@ -307,13 +323,14 @@ func scrapeOne(parent context.Context, log *slog.Logger, o options, so scrapeOpt
 	defer stop()
 	pid := strconv.Itoa(p.pid())
 
-	// Wait for the first samples at the sink, then two intervals.
+	// Wait for the first samples at the sink (the floor sends none: its
+	// first scrape), then two intervals.
 	first := time.NewTicker(100 * time.Millisecond)
 	defer first.Stop()
 	firstWait := 2*so.interval + time.Minute
 	deadline := time.Now().Add(firstWait)
 	for {
-		if n, _ := sinkSamples(key, sk, rw); n > 0 {
+		if n, _ := sinkSamples(key, sk, rw); n > 0 || (key == promFloorCommand && tg.scrapes.Load() > 0) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -414,6 +431,14 @@ func printScrapeTable(out io.Writer, so scrapeOptions, rs []scrapeResult) {
 		rss := float64(ob.rss) / float64(vm.rss)
 		fmt.Fprintf(out, "obs / vmagent CPU per sample: %.2fx (bar <= 1.0x: %s)\n", cpu, verdict(cpu <= 1))
 		fmt.Fprintf(out, "obs / vmagent peak RSS: %.2fx (bar <= 1.5x: %s)\n", rss, verdict(rss <= 1.5))
+	}
+	if fl, ok := byKey[promFloorCommand]; ok && ok2 {
+		fmt.Fprintf(out, "Prometheus' scrape loop alone / vmagent: CPU per sample %.2fx, peak RSS %.2fx (the floor under obs' receiver)\n",
+			fl.cpuPerM(so.series)/vm.cpuPerM(so.series), float64(fl.rss)/float64(vm.rss))
+		if ok1 {
+			fmt.Fprintf(out, "obs above that floor: %.2f CPU-s per M samples, %.0f MiB peak RSS\n",
+				ob.cpuPerM(so.series)-fl.cpuPerM(so.series), float64(ob.rss-fl.rss)/(1<<20))
+		}
 	}
 	if oc, ok := byKey["otelcol"]; ok && ok1 {
 		fmt.Fprintf(out, "obs / otelcol CPU per sample: %.2fx; peak RSS %.2fx\n",

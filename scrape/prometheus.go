@@ -222,7 +222,7 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 	}
 	r.app = newAppendable(consume, r.shard, r.metrics, r.scfgs, maxInterval, log)
 
-	opts := scrapeManagerOptions()
+	opts := ManagerOptions()
 	if shard.Seed != "" {
 		if err := setOffsetSeedName(opts, shard.Seed); err != nil {
 			return nil, fmt.Errorf("new prometheus receiver %s: %w", id, err)
@@ -247,9 +247,11 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 	return r, nil
 }
 
-// scrapeManagerOptions are the options obs runs Prometheus' scrape
-// manager with (the offset seed aside).
-func scrapeManagerOptions() *promscrape.Options {
+// ManagerOptions are the options obs runs Prometheus' scrape
+// manager with (the offset seed aside). The scrape benchmark's
+// "Prometheus alone" row runs with the same, so it measures the floor
+// under obs' own receiver.
+func ManagerOptions() *promscrape.Options {
 	return &promscrape.Options{
 		PassMetadataInContext: true, // the appender sees the target (hand-off safety net)
 		AppendMetadata:        true, // type, unit, help with every sample

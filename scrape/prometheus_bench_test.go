@@ -95,7 +95,7 @@ func runScrapeRounds(b *testing.B, app storage.AppendableV2, addrs []string, ser
 	if err != nil {
 		b.Fatal(err)
 	}
-	mgr, err := promscrape.NewManager(scrapeManagerOptions(), nil, nil, nil, app, prometheus.NewRegistry())
+	mgr, err := promscrape.NewManager(ManagerOptions(), nil, nil, nil, app, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/obs-dev/obs/scrape"
+)
+
+// The "Prometheus alone" row of the scrape scenario: this binary, started
+// as `bench promfloor -config FILE`, runs Prometheus' discovery and scrape
+// managers with obs' options and an appender that keeps nothing. Its CPU
+// and memory are what the issue's required library costs before obs
+// stores or sends a single sample, measured in the same run as the others.
+
+const promFloorCommand = "promfloor"
+
+// discardAppendable hands out stable refs, as a real storage does, so
+// Prometheus' series cache works as it does under obs.
+type discardAppendable struct{}
+
+func (discardAppendable) AppenderV2(context.Context) storage.AppenderV2 { return discardAppender{} }
+
+type discardAppender struct{}
+
+func (discardAppender) Append(ref storage.SeriesRef, ls labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram,
+	_ *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
+	if ref != 0 {
+		return ref, nil
+	}
+	return storage.SeriesRef(ls.Hash() | 1), nil
+}
+func (discardAppender) Commit() error   { return nil }
+func (discardAppender) Rollback() error { return nil }
+
+// runPromFloor scrapes until SIGTERM or SIGINT.
+func runPromFloor(args []string) error {
+	fs := flag.NewFlagSet(promFloorCommand, flag.ContinueOnError)
+	path := fs.String("config", "", "Prometheus configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("promfloor: -config is required")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg, err := promconfig.LoadFile(*path, false, log)
+	if err != nil {
+		return fmt.Errorf("promfloor: %w", err)
+	}
+	scfgs, err := cfg.GetScrapeConfigs()
+	if err != nil {
+		return fmt.Errorf("promfloor: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	mgr, err := promscrape.NewManager(scrape.ManagerOptions(), log, nil, nil, discardAppendable{}, reg)
+	if err != nil {
+		return fmt.Errorf("promfloor: scrape manager: %w", err)
+	}
+	if err := mgr.ApplyConfig(cfg); err != nil {
+		return fmt.Errorf("promfloor: %w", err)
+	}
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("promfloor: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	disc := discovery.NewManager(ctx, log, reg, sdMetrics, discovery.Name("scrape"))
+	if disc == nil {
+		return errors.New("promfloor: discovery manager could not register its metrics")
+	}
+	sd := make(map[string]discovery.Configs, len(scfgs))
+	for _, sc := range scfgs {
+		sd[sc.JobName] = sc.ServiceDiscoveryConfigs
+	}
+	if err := disc.ApplyConfig(sd); err != nil {
+		return fmt.Errorf("promfloor: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = disc.Run() })
+	wg.Go(func() { _ = mgr.Run(disc.SyncCh()) })
+	<-ctx.Done()
+	mgr.Stop()
+	wg.Wait()
+	return nil
+}
