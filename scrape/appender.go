@@ -49,14 +49,20 @@ type appendable struct {
 	// metricPool keeps the data point buffers of committed scrapes for
 	// the next ones.
 	metricPool sync.Pool
+
+	groups commitGroups // scrapes committed together (commitgroup.go)
 }
 
 func newAppendable(consume func(context.Context, actors.Batch, []actors.KV) error, shard *sharder, m *metrics,
 	scfgs map[string]*promconfig.ScrapeConfig, maxInterval time.Duration, log *slog.Logger) *appendable {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ttl := max(10*time.Minute, 4*maxInterval)
 	a := &appendable{consume: consume, shard: shard, metrics: m, scfgs: scfgs, log: log, seriesTTL: ttl,
 		rollbacks: map[*promscrape.Target]string{}}
 	a.series.init()
+	a.groups.send = a.sendGroup
 	bg := context.Background()
 	a.ctx.Store(&bg)
 	return a
@@ -613,7 +619,7 @@ func (tx *transaction) appendPart(rb *resBuilder, s *series, st, t int64, v floa
 // applyCreated makes an OpenMetrics _created sample (v: seconds since the
 // epoch) the start time of its point: the counter point just before it,
 // or the histogram or summary point being gathered. Prometheus' own
-// created-timestamp parsing (ParseST) is off, see scrapeManagerOptions;
+// created-timestamp parsing (ParseST) is off, see ManagerOptions;
 // reading the _created samples here needs no look-ahead in the parser.
 // A _created that is not a plausible start (not positive, after the
 // sample) or whose point is not found is ignored.
@@ -785,8 +791,8 @@ func (tx *transaction) release() {
 	tx.resources, tx.lastRes, tx.lastMetric, tx.lastSeries, tx.lastCounter = nil, nil, nil, nil, nil
 }
 
-// Commit implements storage.AppenderTransaction: the scrape becomes one
-// batch, and Commit returns once it is durable (or refused).
+// Commit implements storage.AppenderTransaction: the scrape joins a batch
+// (commitgroup.go), and Commit returns once it is durable (or refused).
 func (tx *transaction) Commit() error {
 	if tx.closed {
 		return errTxClosed
@@ -801,11 +807,9 @@ func (tx *transaction) Commit() error {
 		tx.release()
 		return nil
 	}
-	raw := encodeRequest(tx.resources, tx.scheme)
+	g := a.groups.add(func(b []byte) []byte { return appendRequest(b, tx.resources, tx.scheme) }, n, tx.deadline)
 	tx.release()
-	ctx, cancel := context.WithTimeout(*a.ctx.Load(), tx.deadline)
-	defer cancel()
-	err := a.consume(ctx, actors.RawBatch(actors.SignalMetrics, raw, n), nil)
+	err := g.wait()
 	if err == nil {
 		a.metrics.appended.WithLabelValues(tx.job).Add(float64(n))
 		a.metrics.accepted.Add(float64(n))

@@ -3,6 +3,7 @@ package scrape
 import (
 	"math"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -371,9 +372,9 @@ func encodeResource(job, instance, scheme string) []byte {
 // scopeSize is the size of the InstrumentationScope{name} body.
 var scopeSize = sizeLenField(len(scopeName))
 
-// encodeRequest writes the ExportMetricsServiceRequest of a scrape's
-// resources into one buffer of exactly the right size.
-func encodeRequest(rbs []*resBuilder, scheme string) []byte {
+// appendRequest appends the ExportMetricsServiceRequest of a scrape's
+// resources to b, growing b once to fit.
+func appendRequest(b []byte, rbs []*resBuilder, scheme string) []byte {
 	type sizes struct{ res, sm, rm int }
 	sz := make([]sizes, len(rbs))
 	resBodies := make([][]byte, len(rbs))
@@ -391,7 +392,7 @@ func encodeRequest(rbs []*resBuilder, scheme string) []byte {
 		sz[i] = sizes{len(resBodies[i]), sm, rm}
 		total += sizeLenField(rm)
 	}
-	b := make([]byte, 0, total)
+	b = slices.Grow(b, total)
 	for i, rb := range rbs {
 		if len(rb.metrics) == 0 {
 			continue

@@ -221,6 +221,7 @@ func NewPrometheusReceiver(id string, cfg PrometheusConfig, consume func(ctx con
 		r.shard.phaseSeed, r.shard.aligned = offsetSeed(shard.Seed, pcfg), true
 	}
 	r.app = newAppendable(consume, r.shard, r.metrics, r.scfgs, maxInterval, log)
+	r.app.groups.linger, r.app.groups.maxPoints = commitLinger, commitGroupPoints
 
 	opts := ManagerOptions()
 	if shard.Seed != "" {
