@@ -66,8 +66,14 @@ type Batch struct {
 	// messages of one type are one message with the repeated fields
 	// appended) and nothing is decoded. The first envelope without Raw
 	// turns it into decoded pdata in pending.
-	signal       actors.Signal
-	raw          []byte
+	signal actors.Signal
+	raw    []byte
+	// framed is raw behind one signal byte (actors.Batch.Framed), so the
+	// WAL writer stores it without another copy; nil when the first
+	// envelope came unframed and nothing was merged yet. owned: framed
+	// is this stage's buffer (merges append in place), not an envelope's.
+	framed       []byte
+	owned        bool
 	pending      actors.Batch
 	decoded      bool
 	pendingItems int
@@ -126,12 +132,19 @@ func (b *Batch) add(in actors.Batch) error {
 	switch {
 	case b.acks == nil && in.Raw != nil:
 		b.signal, b.raw, b.decoded = in.Signal, in.Raw, false
+		b.framed, b.owned = in.FramedRaw(), false
 		return nil
 	case b.acks == nil:
 		b.signal, b.decoded = in.Signal, true
 		b.pending = in.Empty()
 	case !b.decoded && in.Raw != nil:
-		b.raw = append(b.raw[:len(b.raw):len(b.raw)], in.Raw...)
+		if !b.owned {
+			f := make([]byte, 1, 1+len(b.raw)+len(in.Raw))
+			f[0] = byte(b.signal)
+			b.framed, b.owned = append(f, b.raw...), true
+		}
+		b.framed = append(b.framed, in.Raw...)
+		b.raw = b.framed[1:]
 		return nil
 	case !b.decoded:
 		// The first envelope that was changed on its way: decode what
@@ -141,7 +154,7 @@ func (b *Batch) add(in actors.Batch) error {
 			return err
 		}
 		p.Raw = nil
-		b.pending, b.raw, b.decoded = p, nil, true
+		b.pending, b.raw, b.framed, b.owned, b.decoded = p, nil, nil, false, true
 	}
 	if err := in.Decode(); err != nil {
 		return err
@@ -186,11 +199,15 @@ func (b *Batch) flush(emit actors.Emit) {
 		})
 	}
 	batch := b.pending
-	if !b.decoded {
+	switch {
+	case !b.decoded && b.framed != nil:
+		batch = actors.RawFramedBatch(b.signal, b.framed, b.pendingItems)
+	case !b.decoded:
 		batch = actors.RawBatch(b.signal, b.raw, b.pendingItems)
 	}
 	env := &actors.Envelope{Batch: batch, Origin: b.origin, Peer: b.peer, Ack: ack, Extra: b.extra}
 	b.pending, b.raw, b.decoded, b.pendingItems, b.acks, b.extra = actors.Batch{}, nil, false, 0, nil, nil
+	b.framed, b.owned = nil, false
 	if err := emit(env); err != nil {
 		ack.Done(err)
 	}

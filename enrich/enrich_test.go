@@ -207,3 +207,52 @@ func TestBatchStaysEncodedUntilAChangedEnvelope(t *testing.T) {
 	require.Nil(t, got.Raw)
 	require.Equal(t, 7, got.Logs.LogRecordCount())
 }
+
+// A framed envelope (signal byte, then the request: the receiver's own
+// buffer) leaves the stage framed, alone or merged, so the WAL writer
+// stores it without copying (export.encodePayload); merging never writes
+// into an envelope's buffer.
+func TestBatchKeepsFraming(t *testing.T) {
+	framed := func(n int) (*actors.Envelope, []byte) {
+		e := logsEnv(n)
+		p, err := plogotlpRequest(e.Batch.Logs)
+		require.NoError(t, err)
+		f := append(make([]byte, 1, 1+len(p)+64), p...) // spare capacity a careless merge would write into
+		f[0] = byte(actors.SignalLogs)
+		e.Batch = actors.RawFramedBatch(actors.SignalLogs, f, n)
+		return e, f
+	}
+	queued := 0
+	b, err := NewBatch(BatchConfig{SendBatchSize: 1000}, func() int { return queued }, nil)
+	require.NoError(t, err)
+	var out collect
+
+	e, f := framed(2)
+	b.Consume(context.Background(), e, out.emit)
+	require.Len(t, out.envs, 1)
+	require.NotNil(t, out.envs[0].Batch.FramedRaw(), "a lone envelope leaves framed")
+	require.Same(t, &f[0], &out.envs[0].Batch.FramedRaw()[0], "a lone envelope passes with its receive buffer")
+
+	queued = 2
+	e1, f1 := framed(2)
+	before := append([]byte(nil), f1[:cap(f1)]...)
+	b.Consume(context.Background(), e1, out.emit)
+	queued--
+	e2, _ := framed(3)
+	b.Consume(context.Background(), e2, out.emit)
+	queued--
+	e3 := logsEnv(1)
+	p, err := plogotlpRequest(e3.Batch.Logs)
+	require.NoError(t, err)
+	e3.Batch = actors.RawBatch(actors.SignalLogs, p, 1) // unframed joins too
+	b.Consume(context.Background(), e3, out.emit)
+	require.Len(t, out.envs, 2)
+	got := out.envs[1].Batch
+	fr := got.FramedRaw()
+	require.NotNil(t, fr, "merged envelopes leave framed")
+	require.Equal(t, byte(actors.SignalLogs), fr[0])
+	require.Equal(t, before, f1[:cap(f1)], "the first envelope's buffer is untouched")
+	logs, err := decodeLogsRequest(got.Raw)
+	require.NoError(t, err)
+	require.Equal(t, 6, logs.LogRecordCount())
+}
