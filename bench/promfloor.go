@@ -58,8 +58,16 @@ func runPromFloor(args []string) error {
 	if *path == "" {
 		return errors.New("promfloor: -config is required")
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return promFloor(ctx, *path)
+}
+
+// promFloor scrapes what the Prometheus configuration at path names until
+// ctx ends.
+func promFloor(ctx context.Context, path string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg, err := promconfig.LoadFile(*path, false, log)
+	cfg, err := promconfig.LoadFile(path, false, log)
 	if err != nil {
 		return fmt.Errorf("promfloor: %w", err)
 	}
@@ -79,8 +87,6 @@ func runPromFloor(args []string) error {
 	if err != nil {
 		return fmt.Errorf("promfloor: %w", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	disc := discovery.NewManager(ctx, log, reg, sdMetrics, discovery.Name("scrape"))
 	if disc == nil {
 		return errors.New("promfloor: discovery manager could not register its metrics")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"bytes"
 	"fmt"
 	"io"
@@ -242,4 +243,27 @@ func TestScenarioSystems(t *testing.T) {
 	require.Empty(t, scenarioSystems("nope"))
 	require.Len(t, filelogSystems("obs", "otelcol", "/x/*.log"), 4)
 	require.Len(t, scrapeSystems("obs", "otelcol", "vmagent", "bench", []string{"127.0.0.2:1"}, time.Second, "http://127.0.0.1:1/api/v1/write"), 4)
+}
+
+// TestPromFloorScrapes: the "Prometheus alone" row really scrapes (a row
+// of an idle process would flatter obs' overhead above it): every target
+// is scraped, and the floor stops when its context ends.
+func TestPromFloorScrapes(t *testing.T) {
+	tg, err := startTargets(3, exposition(50))
+	require.NoError(t, err)
+	defer tg.stop()
+	path := filepath.Join(t.TempDir(), "prometheus.yml")
+	require.NoError(t, os.WriteFile(path, []byte(promScrapeConfig(tg.addrs, time.Second, 0)), 0o644))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- promFloor(ctx, path) }()
+	require.Eventually(t, func() bool { return tg.scrapes.Load() >= 6 }, 30*time.Second, 50*time.Millisecond,
+		"two rounds of three targets")
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the floor did not stop")
+	}
 }
