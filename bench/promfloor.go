@@ -14,12 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
-	"github.com/prometheus/prometheus/model/histogram"
-	"github.com/prometheus/prometheus/model/labels"
 	promscrape "github.com/prometheus/prometheus/scrape"
-	"github.com/prometheus/prometheus/storage"
 
 	"github.com/obs-dev/obs/scrape"
+	"github.com/obs-dev/obs/scrape/discard"
 )
 
 // The "Prometheus alone" row of the scrape scenario: this binary, started
@@ -29,24 +27,6 @@ import (
 // stores or sends a single sample, measured in the same run as the others.
 
 const promFloorCommand = "promfloor"
-
-// discardAppendable hands out stable refs, as a real storage does, so
-// Prometheus' series cache works as it does under obs.
-type discardAppendable struct{}
-
-func (discardAppendable) AppenderV2(context.Context) storage.AppenderV2 { return discardAppender{} }
-
-type discardAppender struct{}
-
-func (discardAppender) Append(ref storage.SeriesRef, ls labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram,
-	_ *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
-	if ref != 0 {
-		return ref, nil
-	}
-	return storage.SeriesRef(ls.Hash() | 1), nil
-}
-func (discardAppender) Commit() error   { return nil }
-func (discardAppender) Rollback() error { return nil }
 
 // runPromFloor scrapes until SIGTERM or SIGINT.
 func runPromFloor(args []string) error {
@@ -76,7 +56,7 @@ func promFloor(ctx context.Context, path string) error {
 		return fmt.Errorf("promfloor: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	mgr, err := promscrape.NewManager(scrape.ManagerOptions(), log, nil, nil, discardAppendable{}, reg)
+	mgr, err := promscrape.NewManager(scrape.ManagerOptions(), log, nil, nil, discard.Appendable{}, reg)
 	if err != nil {
 		return fmt.Errorf("promfloor: scrape manager: %w", err)
 	}

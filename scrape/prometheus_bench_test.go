@@ -15,32 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"github.com/prometheus/prometheus/model/histogram"
-	"github.com/prometheus/prometheus/model/labels"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/obs-dev/obs/actors"
+	"github.com/obs-dev/obs/scrape/discard"
 )
-
-// discardAppendable is the floor: Prometheus' scrape loop (HTTP, parser,
-// its series cache) with an appender that keeps nothing. It hands out
-// stable refs, as a real storage does, so the loop's cache works.
-type discardAppendable struct{}
-
-func (discardAppendable) AppenderV2(context.Context) storage.AppenderV2 { return discardAppender{} }
-
-type discardAppender struct{}
-
-func (discardAppender) Append(ref storage.SeriesRef, ls labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram,
-	_ *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
-	if ref != 0 {
-		return ref, nil
-	}
-	return storage.SeriesRef(ls.Hash() | 1), nil
-}
-func (discardAppender) Commit() error   { return nil }
-func (discardAppender) Rollback() error { return nil }
 
 // BenchmarkScrapeLoop runs Prometheus' scrape manager with obs' options
 // over 50 loopback targets × 1,000 series scraped every second, once with
@@ -80,7 +60,7 @@ func BenchmarkScrapeLoop(b *testing.B) {
 	}
 	for _, variant := range []string{"discard", "obs"} {
 		b.Run(variant, func(b *testing.B) {
-			var app storage.AppendableV2 = discardAppendable{}
+			var app storage.AppendableV2 = discard.Appendable{}
 			if variant == "obs" {
 				consume := func(context.Context, actors.Batch, []actors.KV) error { return nil }
 				app = newAppendable(consume, newSharder(ShardNone, Sharding{}, nil, m, nil), m, nil, time.Second, nil)
