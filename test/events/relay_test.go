@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -37,8 +38,18 @@ type relay struct {
 	Addr string
 	sink plogotlp.GRPCClient
 
+	gates chan gate // a request takes one and waits on it before the sink
+
 	mu   sync.Mutex
 	reqs []relayed
+}
+
+// gate holds one request before the sink: held is closed once a request
+// waits on it, closing release lets it go on, and events then gives its
+// events once the sink took it (nil if the sink refused it).
+type gate struct {
+	held, release chan struct{}
+	events        chan []string
 }
 
 // relayed is one export request the sink answered.
@@ -64,7 +75,7 @@ func startRelay(t testing.TB, sinkAddr string) *relay {
 	if err != nil {
 		t.Fatalf("relay: %v", err)
 	}
-	r := &relay{Addr: lis.Addr().String(), sink: plogotlp.NewGRPCClient(conn)}
+	r := &relay{Addr: lis.Addr().String(), sink: plogotlp.NewGRPCClient(conn), gates: make(chan gate, 1)}
 	srv := grpc.NewServer()
 	plogotlp.RegisterGRPCServer(srv, r)
 	go func() { _ = srv.Serve(lis) }()
@@ -77,15 +88,36 @@ func startRelay(t testing.TB, sinkAddr string) *relay {
 
 func (r *relay) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
 	arrived := time.Now()
+	var held *gate
+	select {
+	case g := <-r.gates:
+		held = &g
+		close(g.held)
+		<-g.release
+	default:
+	}
 	// The sink gets a request whose sender died meanwhile, as it would
 	// without the relay.
 	resp, err := r.sink.Export(context.WithoutCancel(ctx), req)
+	var events []string
 	if err == nil {
+		events = eventNames(req.Logs())
 		r.mu.Lock()
-		r.reqs = append(r.reqs, relayed{arrived: arrived, answered: time.Now(), events: eventNames(req.Logs())})
+		r.reqs = append(r.reqs, relayed{arrived: arrived, answered: time.Now(), events: events})
 		r.mu.Unlock()
 	}
+	if held != nil {
+		held.events <- events
+	}
 	return resp, err
+}
+
+// holdNext makes the next request wait before it goes to the sink, so
+// that a test can kill its sender while it is in flight.
+func (r *relay) holdNext() gate {
+	g := gate{held: make(chan struct{}), release: make(chan struct{}), events: make(chan []string, 1)}
+	r.gates <- g
+	return g
 }
 
 func eventNames(ld plog.Logs) []string {
@@ -148,4 +180,20 @@ func explain(resent []string, at map[string]caught) (inFlightAtKill, other []str
 		}
 	}
 	return inFlightAtKill, other
+}
+
+// lastBefore describes the last request that reached the relay before k's
+// signal, relative to it: how close the kill came to a send.
+func lastBefore(reqs []relayed, k kill) string {
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if r := reqs[i]; r.arrived.Before(k.before) {
+			answered := fmt.Sprintf("%s before", k.before.Sub(r.answered).Round(time.Microsecond))
+			if r.answered.After(k.before) {
+				answered = fmt.Sprintf("%s after", r.answered.Sub(k.before).Round(time.Microsecond))
+			}
+			return fmt.Sprintf("the last request before the kill of %s arrived %s before the signal and was answered %s it (%d events)",
+				k.name, k.before.Sub(r.arrived).Round(time.Microsecond), answered, len(r.events))
+		}
+	}
+	return "no request before the kill of " + k.name
 }
