@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -129,21 +130,28 @@ func sinkCounts(t testing.TB, s *otelpeer.Sink) map[string]int {
 func sinkObserved(t testing.TB, s *otelpeer.Sink) map[string][]pcommon.Timestamp {
 	out := map[string][]pcommon.Timestamp{}
 	for _, ld := range s.Logs(t) {
-		rls := ld.ResourceLogs()
-		for i := range rls.Len() {
-			sls := rls.At(i).ScopeLogs()
-			for j := range sls.Len() {
-				lrs := sls.At(j).LogRecords()
-				for k := range lrs.Len() {
-					lr := lrs.At(k)
-					if v, ok := lr.Attributes().Get("k8s.event.name"); ok {
-						out[v.Str()] = append(out[v.Str()], lr.ObservedTimestamp())
-					}
+		eachEvent(ld, func(name string, lr plog.LogRecord) {
+			out[name] = append(out[name], lr.ObservedTimestamp())
+		})
+	}
+	return out
+}
+
+// eachEvent calls fn with every record of ld that names an event
+// (k8s.event.name).
+func eachEvent(ld plog.Logs, fn func(name string, lr plog.LogRecord)) {
+	rls := ld.ResourceLogs()
+	for i := range rls.Len() {
+		sls := rls.At(i).ScopeLogs()
+		for j := range sls.Len() {
+			lrs := sls.At(j).LogRecords()
+			for k := range lrs.Len() {
+				if v, ok := lrs.At(k).Attributes().Get("k8s.event.name"); ok {
+					fn(v.Str(), lrs.At(k))
 				}
 			}
 		}
 	}
-	return out
 }
 
 // duplicates splits the events at the sink more than once into those
@@ -174,21 +182,10 @@ func arrivals(t testing.TB, s *otelpeer.Sink, name string) string {
 	newest := ""
 	for i, ld := range s.Logs(t) {
 		held := false
-		rls := ld.ResourceLogs()
-		for j := range rls.Len() {
-			sls := rls.At(j).ScopeLogs()
-			for k := range sls.Len() {
-				lrs := sls.At(k).LogRecords()
-				for l := range lrs.Len() {
-					v, ok := lrs.At(l).Attributes().Get("k8s.event.name")
-					if !ok {
-						continue
-					}
-					held = held || v.Str() == name
-					newest = max(newest, v.Str())
-				}
-			}
-		}
+		eachEvent(ld, func(n string, _ plog.LogRecord) {
+			held = held || n == name
+			newest = max(newest, n)
+		})
 		if held {
 			out = append(out, fmt.Sprintf("request %d (newest event by then %s)", i, newest))
 		}

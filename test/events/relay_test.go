@@ -122,18 +122,7 @@ func (r *relay) holdNext() gate {
 
 func eventNames(ld plog.Logs) []string {
 	var out []string
-	rls := ld.ResourceLogs()
-	for i := range rls.Len() {
-		sls := rls.At(i).ScopeLogs()
-		for j := range sls.Len() {
-			lrs := sls.At(j).LogRecords()
-			for k := range lrs.Len() {
-				if v, ok := lrs.At(k).Attributes().Get("k8s.event.name"); ok {
-					out = append(out, v.Str())
-				}
-			}
-		}
-	}
+	eachEvent(ld, func(name string, _ plog.LogRecord) { out = append(out, name) })
 	return out
 }
 
