@@ -42,8 +42,8 @@ func TestInFlightAtKill(t *testing.T) {
 	k := kill{name: "gw3", before: at(1000), after: at(1005)}
 	reqs := []relayed{
 		{arrived: at(700), answered: at(702), events: []string{"ev-0001"}},   // answered 298 ms before: confirmed
-		{arrived: at(990), answered: at(1003), events: []string{"ev-0002"}},  // answered during the kill
-		{arrived: at(996), answered: at(998), events: []string{"ev-0003"}},   // answered 2 ms before: within the slack
+		{arrived: at(940), answered: at(950), events: []string{"ev-0002"}},   // answered 50 ms before: within the slack
+		{arrived: at(990), answered: at(1003), events: []string{"ev-0003"}},  // answered during the kill
 		{arrived: at(1004), answered: at(1010), events: []string{"ev-0004"}}, // sent just before the exit
 		{arrived: at(1006), answered: at(1009), events: []string{"ev-0005"}}, // sent after the exit: another process
 	}

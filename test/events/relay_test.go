@@ -29,8 +29,10 @@ import (
 // the relay and still not have reached the killed process's Done: the
 // kernel, the gRPC transport and the exporter's goroutine on a loaded
 // 2-core machine. A batch re-sent although its answer left earlier than
-// that was confirmed and then sent again: a lost Done.
-const answerSlack = 50 * time.Millisecond
+// that was confirmed and then sent again: a lost Done. It stays under the
+// exporter's 200 ms batch timeout, so only the last request before a
+// kill can be explained by it.
+const answerSlack = 100 * time.Millisecond
 
 // relay is a gRPC OTLP logs hop in front of the sink.
 type relay struct {
