@@ -128,8 +128,8 @@ func tookOver(g *gateway, ns string, t time.Time) bool {
 // gateway watching the most of them is SIGKILLed 20 s in and comes back
 // 5 s later with its data dir (within handover_wait). Every event must
 // reach the sink exactly once (but for a batch the kill caught in flight,
-// see relay), and no two gateways may watch one
-// namespace at the same time (from their logs). About 70 s.
+// see relay), and no two gateways may watch one namespace at the same
+// time (from their logs). About 70 s.
 func TestEventsShardByNamespace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a kube-apiserver, an otelcol and three obs processes for about a minute")
