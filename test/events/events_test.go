@@ -436,11 +436,11 @@ func exactlyOnce(t *testing.T, tc exactlyOnceCase) {
 		counts[n] = len(ts)
 	}
 	resent, readAgain := duplicates(observed, total)
-	relayed := rl.requests()
+	reqs := rl.requests()
 	for _, k := range kills {
-		t.Log(lastBefore(relayed, k))
+		t.Log(lastBefore(reqs, k))
 	}
-	atKill := inFlight(relayed, kills)
+	atKill := inFlight(reqs, kills)
 	killedInFlight, resent := explain(resent, atKill)
 	seen := counters()
 	t.Logf("all %d events at the sink %s after the last was created; %d duplicated: %d in a request in flight at a kill, %d otherwise sent twice, %d read twice from the API server; over all process lives %s %v, %s %v",
