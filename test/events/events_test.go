@@ -114,8 +114,13 @@ func leader(gs []*gateway) (string, string) {
 
 // sinkCounts counts the records at the sink by k8s.event.name.
 func sinkCounts(t testing.TB, s *otelpeer.Sink) map[string]int {
+	return countsOf(sinkObserved(t, s))
+}
+
+// countsOf counts the copies of each event in observed.
+func countsOf(observed map[string][]pcommon.Timestamp) map[string]int {
 	out := map[string]int{}
-	for n, ts := range sinkObserved(t, s) {
+	for n, ts := range observed {
 		out[n] = len(ts)
 	}
 	return out
@@ -392,10 +397,9 @@ func exactlyOnce(t *testing.T, tc exactlyOnceCase) {
 				t.Fatal("no export request in 10 s")
 			}
 		}
-		before := time.Now()
-		victim.Kill()
-		killed := time.Now()
-		kills = append(kills, kill{name: l, before: before, after: killed})
+		k := killTimed(victim)
+		kills = append(kills, k)
+		killed := k.after
 		if g.release != nil {
 			close(g.release)
 			select {
@@ -431,10 +435,7 @@ func exactlyOnce(t *testing.T, tc exactlyOnceCase) {
 	})
 	time.Sleep(2 * time.Second) // late duplicates
 	observed := sinkObserved(t, sink)
-	counts = map[string]int{}
-	for n, ts := range observed {
-		counts[n] = len(ts)
-	}
+	counts = countsOf(observed)
 	resent, readAgain := duplicates(observed, total)
 	reqs := rl.requests()
 	for _, k := range kills {

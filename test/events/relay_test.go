@@ -67,6 +67,14 @@ type kill struct {
 	before, after time.Time
 }
 
+// killTimed SIGKILLs g and notes when.
+func killTimed(g *gateway) kill {
+	k := kill{name: g.Name(), before: time.Now()}
+	g.Kill()
+	k.after = time.Now()
+	return k
+}
+
 func startRelay(t testing.TB, sinkAddr string) *relay {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

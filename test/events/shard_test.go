@@ -224,9 +224,8 @@ func TestEventsShardByNamespace(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, theirs, "some gateway watches a namespace")
-	before := time.Now()
-	victim.Kill()
-	killed := time.Now()
+	k := killTimed(victim)
+	killed := k.after
 	t.Logf("killed %s at %s; it watched %v", victim.Name(), killed.Format("15:04:05.000"), theirs)
 	// Its namespaces' duties move to the others within failure detection
 	// (they wait for its hand-over: it comes back within handover_wait).
@@ -266,12 +265,9 @@ func TestEventsShardByNamespace(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second) // late duplicates
 	observed := sinkObserved(t, sink)
-	counts = map[string]int{}
-	for n, ts := range observed {
-		counts[n] = len(ts)
-	}
+	counts = countsOf(observed)
 	resent, readAgain := duplicates(observed, total)
-	killedInFlight, resent := explain(resent, inFlight(rl.requests(), []kill{{name: victim.Name(), before: before, after: killed}}))
+	killedInFlight, resent := explain(resent, inFlight(rl.requests(), []kill{k}))
 	t.Logf("all %d events at the sink %s after the last was created; %d duplicated: %d in a request in flight at the kill, %d otherwise sent twice, %d read twice",
 		total, took.Round(time.Millisecond), len(killedInFlight)+len(resent)+len(readAgain), len(killedInFlight), len(resent), len(readAgain))
 	require.Empty(t, slices.Concat(resent, readAgain), "events delivered more than once (beyond a request in flight at the kill: %v)", killedInFlight)
