@@ -75,7 +75,7 @@ func (c *K8sCache) register(f k8sFilter, n k8sNeeds) (*podSet, error) {
 	s, ok := c.sets[f.key()]
 	if !ok {
 		s = &podSet{filter: f, notify: make(chan struct{}), synced: make(chan struct{}), built: make(chan struct{}),
-			index: podIndex{byIP: map[string][]string{}, byUID: map[string]string{}}}
+			index: newPodIndex()}
 		c.sets[f.key()] = s
 	}
 	s.needs.rules = append(s.needs.rules, n.rules...)
@@ -185,8 +185,9 @@ type podSet struct {
 	// set by build before built is closed, read only after
 	pods, rs, jobs, ns cache.SharedIndexInformer
 	deleted            *deletedPods
+	podsHandled        cache.ResourceEventHandlerRegistration
 	built              chan struct{}
-	index              podIndex
+	index              *podIndex
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced when a pod is added or updated
@@ -228,62 +229,90 @@ func (p *cachedPod) GetObjectMeta() metav1.Object {
 
 func (p *cachedPod) key() string { return p.Namespace + "/" + p.Name }
 
-// podIndex finds pod keys by IP and UID; kept by the pod informer's
-// handler (cheaper than the informer's indexers, which hold a set per
-// value).
+// podIndex finds pods by namespace/name, IP and UID. The pod informer's
+// handler keeps it, and lookups read only it and the deleted pods, never
+// the informer's store: the store drops a deleted pod a moment before the
+// handler hears of it, and a lookup in that moment would find the pod in
+// neither place. The handler moves a pod to the deleted pods before it
+// leaves the index, so it is always in one of them. (Cheaper, too, than
+// the informer's indexers, which hold a set per value.)
 type podIndex struct {
 	mu    sync.RWMutex
-	byIP  map[string][]string
-	byUID map[string]string
+	byKey map[string]*cachedPod
+	byIP  map[string][]*cachedPod
+	byUID map[string]*cachedPod
+}
+
+func newPodIndex() *podIndex {
+	return &podIndex{byKey: map[string]*cachedPod{}, byIP: map[string][]*cachedPod{}, byUID: map[string]*cachedPod{}}
+}
+
+// update replaces old (nil for a new pod) with p (nil for a deleted pod)
+// in one step, so a lookup never sees a pod missing while it changes.
+func (x *podIndex) update(old, p *cachedPod) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old != nil {
+		x.remove(old)
+	}
+	if p != nil {
+		x.add(p)
+	}
 }
 
 func (x *podIndex) add(p *cachedPod) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
 	k := p.key()
+	if prev := x.byKey[k]; prev != nil {
+		x.remove(prev) // an add for a pod already here: client-go relists
+	}
+	x.byKey[k] = p
 	if !p.HostNetwork { // host-network pods share the node's IP
 		for _, ip := range p.IPs {
-			x.byIP[ip] = append(x.byIP[ip], k)
+			x.byIP[ip] = append(x.byIP[ip], p)
 		}
 	}
-	x.byUID[string(p.UID)] = k
+	x.byUID[string(p.UID)] = p
 }
 
+// remove drops the pod with p's key, whichever version the index holds.
 func (x *podIndex) remove(p *cachedPod) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
 	k := p.key()
-	for _, ip := range p.IPs {
-		keys := x.byIP[ip]
-		for i, o := range keys {
-			if o == k {
-				keys = append(keys[:i:i], keys[i+1:]...)
-				break
-			}
-		}
-		if len(keys) == 0 {
+	cur := x.byKey[k]
+	if cur == nil {
+		return
+	}
+	delete(x.byKey, k)
+	for _, ip := range cur.IPs {
+		ps := slices.DeleteFunc(x.byIP[ip], func(o *cachedPod) bool { return o == cur })
+		if len(ps) == 0 {
 			delete(x.byIP, ip)
 		} else {
-			x.byIP[ip] = keys
+			x.byIP[ip] = ps
 		}
 	}
-	if x.byUID[string(p.UID)] == k {
-		delete(x.byUID, string(p.UID))
+	if x.byUID[string(cur.UID)] == cur {
+		delete(x.byUID, string(cur.UID))
 	}
 }
 
-func (x *podIndex) keys(id podID) []string {
+// find returns the pod for id: of several with one IP (a finished pod and
+// its successor) a live one, then the newest.
+func (x *podIndex) find(id podID) *cachedPod {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	switch id.kind {
 	case 'i':
-		return append([]string(nil), x.byIP[id.value]...)
-	case 'u':
-		if k, ok := x.byUID[id.value]; ok {
-			return []string{k}
+		var best *cachedPod
+		for _, p := range x.byIP[id.value] {
+			if best == nil || betterPod(p, best) {
+				best = p
+			}
 		}
+		return best
+	case 'u':
+		return x.byUID[id.value]
 	case 'n':
-		return []string{id.value}
+		return x.byKey[id.value]
 	}
 	return nil
 }
@@ -305,29 +334,28 @@ func (s *podSet) build(client kubernetes.Interface) error {
 	if err := s.pods.SetTransform(s.transformPod); err != nil {
 		return fmt.Errorf("set pod transform: %w", err)
 	}
-	if _, err := s.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	var err error
+	s.podsHandled, err = s.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) {
 			if p := asCachedPod(o); p != nil {
-				s.index.add(p)
+				s.index.update(nil, p)
 				s.changedNotify()
 			}
 		},
 		UpdateFunc: func(o, n any) {
-			if p := asCachedPod(o); p != nil {
-				s.index.remove(p)
-			}
 			if p := asCachedPod(n); p != nil {
-				s.index.add(p)
+				s.index.update(asCachedPod(o), p)
 				s.changedNotify()
 			}
 		},
 		DeleteFunc: func(o any) {
 			if p := asCachedPod(o); p != nil {
-				s.index.remove(p)
-				s.deleted.add(p, time.Now())
+				s.deleted.add(p, time.Now()) // first: see podIndex
+				s.index.update(p, nil)
 			}
 		},
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("add pod handler: %w", err)
 	}
 	if s.needs.replicasets {
@@ -370,7 +398,9 @@ func (s *podSet) syncedFuncs() []cache.InformerSynced {
 	for _, i := range s.informers() {
 		out = append(out, i.HasSynced)
 	}
-	return out
+	// the index, not the store, answers lookups: synced once the handler
+	// has seen every pod of the first list
+	return append(out, s.podsHandled.HasSynced)
 }
 
 func (s *podSet) isBuilt() bool {
@@ -523,39 +553,16 @@ func (s *podSet) transformNamespace(obj any) (any, error) {
 	}}, nil
 }
 
-// lookup finds a pod in the cache. Of several pods with one IP (a
-// finished pod and its successor) it prefers a live one, then the newest;
-// a pod deleted within the grace period only when no pod in the store has
-// the identifier.
+// lookup finds a pod in the cache: a pod deleted within the grace period
+// only when no pod in the cache has the identifier.
 func (s *podSet) lookup(id podID) *cachedPod {
 	if !s.isBuilt() {
 		return nil
 	}
-	var best *cachedPod
-	for _, k := range s.index.keys(id) {
-		o, ok, _ := s.pods.GetStore().GetByKey(k)
-		p := asCachedPod(o)
-		if !ok || p == nil || !p.matches(id) {
-			continue // the index is a moment behind the store
-		}
-		if best == nil || betterPod(p, best) {
-			best = p
-		}
+	if p := s.index.find(id); p != nil {
+		return p
 	}
-	if best == nil {
-		best = s.deleted.find(id, time.Now())
-	}
-	return best
-}
-
-func (p *cachedPod) matches(id podID) bool {
-	switch id.kind {
-	case 'i':
-		return !p.HostNetwork && slices.Contains(p.IPs, id.value)
-	case 'u':
-		return string(p.UID) == id.value
-	}
-	return true
+	return s.deleted.find(id, time.Now())
 }
 
 func betterPod(a, b *cachedPod) bool {

@@ -89,7 +89,8 @@ func TestK8sAttributesDeleteGrace(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "the informer sees the deletion")
 	gone := time.Now()
 	require.Equal(t, enriched, process(), "records sent right after the pod was deleted")
-	require.Equal(t, 1, kc.count("deleted_pod"), "obs_enrich_k8s_cache_objects{kind=\"deleted_pod\"}")
+	require.Eventually(t, func() bool { return kc.count("deleted_pod") == 1 }, 10*time.Second, 10*time.Millisecond,
+		"obs_enrich_k8s_cache_objects{kind=\"deleted_pod\"}: the handler hears of the deletion after the store")
 
 	var after time.Duration
 	require.Eventually(t, func() bool {

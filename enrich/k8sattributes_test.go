@@ -415,7 +415,7 @@ func BenchmarkK8sCachePodBytes(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		// what the pod informer holds: its store, plus obs' IP/UID index
 		// for stripped pods or client-go's indexers for full ones
-		idx := podIndex{byIP: map[string][]string{}, byUID: map[string]string{}}
+		idx := newPodIndex()
 		indexers := cache.Indexers{}
 		if !transform {
 			indexers = cache.Indexers{
@@ -428,7 +428,7 @@ func BenchmarkK8sCachePodBytes(b *testing.B) {
 			var o any = fullPod(i)
 			if transform {
 				o, _ = set.transformPod(o)
-				idx.add(o.(*cachedPod))
+				idx.update(nil, o.(*cachedPod))
 			}
 			if err := store.Add(o); err != nil {
 				b.Fatal(err)
@@ -437,7 +437,7 @@ func BenchmarkK8sCachePodBytes(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		runtime.KeepAlive(store)
-		runtime.KeepAlive(&idx)
+		runtime.KeepAlive(idx)
 		return float64(after.HeapAlloc-before.HeapAlloc) / n
 	}
 	var stripped, full float64
@@ -571,7 +571,15 @@ func TestK8sAttributesFilterDeleteAndReuse(t *testing.T) {
 		_, ok, _ := k.set.pods.GetStore().GetByKey(ns + "/mine")
 		return !ok
 	}, 10*time.Second, 10*time.Millisecond)
+	// the store drops the pod before the handler moves it to the deleted
+	// pods: found all the same
 	p := k.set.lookup(podID{kind: 'i', value: "10.43.0.1"})
+	require.NotNil(t, p, "a pod the store just dropped")
+	require.Equal(t, "mine", p.Name)
+	require.Eventually(t, func() bool {
+		return k.set.deleted.len() == 1 && k.set.index.find(podID{kind: 'n', value: ns + "/mine"}) == nil
+	}, 10*time.Second, 10*time.Millisecond, "the handler moves the pod to the deleted pods")
+	p = k.set.lookup(podID{kind: 'i', value: "10.43.0.1"})
 	require.NotNil(t, p, "a deleted pod stays for its grace period")
 	require.Equal(t, "mine", p.Name)
 	mk("successor", "node-a", "10.43.0.1", map[string]string{"team": "obs"})
